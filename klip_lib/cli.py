@@ -1,0 +1,43 @@
+"""The `klip` command. Each subcommand lives beside the code it drives and is imported only when used,
+so `klip --help` stays fast and a machine without the geo stack can still run `klip bench pretrain`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> module with `add_arguments(parser)` and `main(args) -> int`
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("klip_lib.runner", "execute the notebooks in order with Papermill into reports/<run>/"),
+    "simulate": ("klip_lib.data.commands", "simulate a SAR dataset with ground truth"),
+    "caption": ("klip_lib.hcot.commands", "generate HCoT captions for an index (resumable)"),
+    "bench": ("klip_lib.bench", "measure throughput: data, caption, pretrain"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="klip", description="FUSAR-KLIP workbench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        try:
+            importlib.import_module(module).add_arguments(p)
+        except ModuleNotFoundError as e:
+            if not e.name or not e.name.startswith("klip_lib"):
+                raise
+            p.set_defaults(_missing=f"`klip {name}` is not available in this version ({e.name} missing)")
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "_missing", None):
+        print(f"klip: {args._missing}", file=sys.stderr)
+        return 2
+    return int(importlib.import_module(args._module).main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

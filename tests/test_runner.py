@@ -1,0 +1,106 @@
+"""`klip run`: order, parameters, index and metrics, and the failures a user will meet."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat as nbf
+import pytest
+
+from klip_lib import runner
+
+
+def make_nb(folder: Path, name: str, body: str) -> Path:
+    nb = nbf.v4.new_notebook()
+    nb.cells = [
+        nbf.v4.new_markdown_cell(f"# {name}\nA test notebook."),
+        nbf.v4.new_code_cell('run_dir = "reports/scratch"\npreset = "smoke"\nseed = 0'),
+        nbf.v4.new_code_cell(body),
+    ]
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / f"{name}.ipynb"
+    nbf.write(nb, path)
+    return path
+
+
+SAVE = ('from klip_lib.report import save_metrics\n'
+        'save_metrics(run_dir, "{stem}", {{"seed": seed, "preset": preset, "score": {score}}})')
+
+
+@pytest.fixture
+def project(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    make_nb(nbs, "00_first", SAVE.format(stem="00_first", score=0.5))
+    make_nb(nbs, "01_second", SAVE.format(stem="01_second", score=0.75))
+    return nbs, tmp_path / "reports"
+
+
+def test_runs_in_order_and_merges_metrics(project):
+    nbs, reports = project
+    record = runner.run(seed=3, name="t1", notebooks_dir=nbs, reports_dir=reports)
+    assert [r.name for r in record.notebooks] == ["00_first", "01_second"]
+    assert all(r.status == "ok" for r in record.notebooks)
+    run_dir = reports / "t1"
+    merged = json.loads((run_dir / "metrics.json").read_text())
+    assert merged == {"00_first": {"preset": "smoke", "score": 0.5, "seed": 3},
+                      "01_second": {"preset": "smoke", "score": 0.75, "seed": 3}}
+    index = (run_dir / "index.html").read_text()
+    assert "00_first" in index and "01_second" in index and "0.75" in index
+    assert (run_dir / "html" / "01_second.html").stat().st_size > 1000
+    assert (reports / "latest").resolve() == run_dir.resolve()
+    run_json = json.loads((run_dir / "run.json").read_text())
+    assert run_json["seed"] == 3 and len(run_json["notebooks"]) == 2
+
+
+def test_only_and_from_select(project):
+    nbs, reports = project
+    assert [r.name for r in runner.run(only=["1"], name="t2", notebooks_dir=nbs, reports_dir=reports).notebooks] \
+        == ["01_second"]
+    assert [p.stem for p in runner.select(runner.discover(nbs), None, "01")] == ["01_second"]
+
+
+def test_failing_notebook_names_notebook_and_cell(project):
+    nbs, reports = project
+    make_nb(nbs, "02_broken", 'x = 1\nraise ValueError("tile 7 has no CRS")')
+    with pytest.raises(runner.RunError) as err:
+        runner.run(name="t3", notebooks_dir=nbs, reports_dir=reports)
+    msg = str(err.value)
+    assert "02_broken.ipynb failed in cell 3: ValueError: tile 7 has no CRS" in msg
+    executed = reports / "t3" / "notebooks" / "02_broken.ipynb"
+    assert str(executed) in msg and "tile 7 has no CRS" in executed.read_text()
+    statuses = {r["name"]: r["status"] for r in json.loads((reports / "t3" / "run.json").read_text())["notebooks"]}
+    assert statuses == {"00_first": "ok", "01_second": "ok", "02_broken": "failed"}
+
+
+def test_cli_exit_codes_and_one_line_errors(tmp_path):
+    def klip(*args):
+        return subprocess.run([sys.executable, "-m", "klip_lib.cli", "run", *args], capture_output=True, text=True)
+
+    bad_preset = klip("--preset", "huge", "--name", "never")
+    assert bad_preset.returncode == 2
+    assert bad_preset.stderr.strip() == "klip run: unknown preset 'huge': choose one of gpu, smoke"
+    bad_number = klip("--only", "99", "--name", "never")
+    assert bad_number.returncode == 2 and "no notebook numbered 99" in bad_number.stderr
+    assert len(bad_number.stderr.strip().splitlines()) == 1
+    assert not (runner.paths.REPORTS / "never").exists()
+
+
+def test_unwritable_run_dir_is_refused_before_anything_runs(project):
+    nbs, reports = project
+    reports.mkdir()
+    (reports / "blocked").write_text("a file where the run folder should go")
+    with pytest.raises(runner.RunError, match="cannot write the run folder"):
+        runner.run(name="blocked", notebooks_dir=nbs, reports_dir=reports)
+    assert (reports / "blocked").read_text().startswith("a file")
+    assert not (reports / "latest").exists()
+
+
+def test_bad_run_name(project):
+    nbs, reports = project
+    with pytest.raises(runner.RunError, match="bad run name"):
+        runner.run(name="../escape", notebooks_dir=nbs, reports_dir=reports)
