@@ -12,9 +12,23 @@ import copy
 PRESETS: dict[str, dict[str, dict]] = {
     "smoke": {
         "data": {"n_tiles": 48, "tile_size": 128, "image_size": 64},
+        "model": {
+            "image_encoder": "vit_tiny_patch16_224", "image_size": 64, "patch_size": 8,
+            "image_encoder_kwargs": {"depth": 4}, "text_init": "config", "text_hidden": 128, "text_layers": 4,
+            "text_heads": 2, "text_intermediate": 512, "text_positions": 128, "fusion_layers": 2,
+            "max_text_len": 96, "embed_dim": 64, "queue_size": 256,
+        },
+        "train": {"steps": 40, "batch_size": 16, "lr": 5e-4, "warmup_steps": 5, "checkpoint_every": 20},
     },
     "gpu": {
         "data": {"n_tiles": 20000, "tile_size": 256, "image_size": 224},
+        "model": {
+            "image_encoder": "vit_base_patch16_224", "image_size": 224, "patch_size": 16, "text_init": "config",
+            "text_hidden": 768, "text_layers": 12, "text_heads": 12, "text_intermediate": 3072,
+            "text_positions": 512, "fusion_layers": 6, "max_text_len": 128, "embed_dim": 256, "queue_size": 16384,
+        },
+        "train": {"steps": 20000, "batch_size": 128, "lr": 2e-4, "warmup_steps": 1000, "checkpoint_every": 1000,
+                  "num_workers": 8, "compile": True},
     },
 }
 

@@ -1,0 +1,192 @@
+"""Import a folder of the user's rasters (GeoTIFFs in any CRS, JPEG/PNG/uint16 chips) into the index format.
+
+Every readable raster is converted to float32 sigma0 dB tiles under `out/tiles/` (large rasters are cut
+into windows); every unusable file is skipped with a one-line reason in the report. The index is written
+once at the end, atomically, so a failure never leaves a partial index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .gazetteer import nearest_city
+from .physics import amplitude_to_db, linear_to_db
+
+POL_NAMES = {"VV", "VH", "HH", "HV"}
+ASSUMED_POLS = {1: ["VV"], 2: ["VV", "VH"], 4: ["HH", "HV", "VH", "VV"]}  # when the file does not name its bands
+CHIP_SUFFIXES = {".jpg", ".jpeg", ".png"}
+MAX_LABEL_VALUES = 3  # an integer raster with this few distinct values is a class mask, not an image
+
+
+class SkipFile(Exception):
+    """Raised with the reason a file cannot be imported."""
+
+
+@dataclass
+class ImportReport:
+    imported: list[str] = field(default_factory=list)  # tile ids written
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+    def lines(self) -> list[str]:
+        """One line per skipped file, then a summary line."""
+        out = [f"skipped {f}: {why}" for f, why in self.skipped]
+        return out + [f"imported {len(self.imported)} tiles, skipped {len(self.skipped)} files"]
+
+
+def _split_for(key: str) -> str:
+    """Deterministic 70/15/15 split of a city or scene name (whole groups, never single tiles)."""
+    h = int(hashlib.sha1(key.encode()).hexdigest(), 16) % 100
+    return "train" if h < 70 else "val" if h < 85 else "test"
+
+
+def _to_db(data: np.ndarray, dtype: str, encoding: str) -> tuple[np.ndarray, str]:
+    """Convert raw values to dB; returns the array and a note on what was done."""
+    finite = data[np.isfinite(data)]
+    if encoding == "auto":
+        if dtype.startswith(("uint", "int")):
+            encoding = "amplitude"
+        else:
+            encoding = "db" if (finite < 0).any() else "linear"
+    if encoding == "db":
+        return data, "sigma0 dB as stored"
+    if encoding == "linear":
+        return linear_to_db(np.where(data > 0, data, np.nan)), "linear power converted to dB"
+    note = "amplitude converted to dB (20 log10)" + (", uncalibrated digital numbers: relative dB" if dtype.startswith(("uint", "int")) else "")
+    return amplitude_to_db(np.where(data > 0, data, np.nan)), note
+
+
+def _windows(width: int, height: int, tile: int, max_size: int):
+    """Whole raster when it is at most max_size; else tile x tile windows (col, row, w, h)."""
+    if width <= max_size and height <= max_size:
+        return [(0, 0, width, height)]
+    return [(c, r, min(tile, width - c), min(tile, height - r)) for r in range(0, height, tile) for c in range(0, width, tile)]
+
+
+def _inspect(path: Path):
+    """Open and check one file; return (rasterio dataset profile info, polarizations, notes, is_chip)."""
+    import rasterio
+
+    if path.stat().st_size == 0:
+        raise SkipFile("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            src = rasterio.open(path)
+    except Exception as e:  # rasterio raises RasterioIOError / CPLE errors for non-rasters and broken headers
+        raise SkipFile(f"not a readable raster: corrupt, truncated or not an image ({str(e).splitlines()[0][:120]})") from None
+    with src:
+        dtype, count, crs = src.dtypes[0], src.count, src.crs
+        is_chip = path.suffix.lower() in CHIP_SUFFIXES or (crs is None and dtype.startswith("uint"))
+        if crs is None and not is_chip:
+            raise SkipFile("no CRS: a float GeoTIFF without georeference; set its CRS (e.g. gdal_edit.py -a_srs) and re-import")
+        if is_chip and count == 3:
+            count = 1  # a greyscale chip stored as RGB: checked to have equal channels when read
+        if count not in ASSUMED_POLS:
+            raise SkipFile(f"wrong band count: {src.count} bands; expected 1 (single pol), 2 (dual pol) or 4 (quad pol)")
+        descs = [d.upper() if d else "" for d in src.descriptions][:count]
+        if all(d in POL_NAMES for d in descs):
+            pols, note = descs, ""
+        else:
+            pols, note = ASSUMED_POLS[count], f"polarizations not named in the file: assumed {','.join(ASSUMED_POLS[count])}"
+        return dict(dtype=dtype, count=src.count, width=src.width, height=src.height), pols, note, is_chip
+
+
+def _read(path: Path, window, is_chip: bool, count: int) -> np.ndarray:
+    from .geotiff import read_tile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data, _ = read_tile(path, window)
+    except Exception as e:
+        raise SkipFile(f"unreadable pixels, file corrupt or truncated ({str(e).splitlines()[0][:120]})") from None
+    if is_chip and count == 3:
+        if np.nanmax(np.abs(data[0] - data[1:])) > 0:
+            raise SkipFile("colour chip (3 different channels): not a SAR intensity image")
+        data = data[:1]
+    return data
+
+
+def _footprint(crs, transform, w, h):
+    from rasterio.warp import transform_geom
+    from shapely.geometry import box, shape
+
+    x0, y1 = transform @ (0, 0)
+    x1, y0 = transform @ (w, h)
+    return shape(transform_geom(crs, "EPSG:4326", box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)).__geo_interface__))
+
+
+def import_folder(src: str | os.PathLike, out: str | os.PathLike, tile_size: int = 256, max_size: int = 1024,
+                  encoding: str = "auto") -> tuple[Path, ImportReport]:
+    """Import every file under `src` into `out` (tiles/, index.parquet, import_report.txt).
+
+    `encoding` is "auto" (negative floats: dB; non-negative floats: linear power; integers: amplitude),
+    or "db", "linear", "amplitude" to force one. Returns (index path, report)."""
+    from rasterio.errors import NotGeoreferencedWarning
+    from tqdm.auto import tqdm
+
+    from .geotiff import read_meta, write_tile
+    from .index import write_index
+
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise FileNotFoundError(f"import folder {src} does not exist")
+    report, rows = ImportReport(), []
+    for path in tqdm(sorted(p for p in src.rglob("*") if p.is_file()), desc="import", unit="file"):
+        try:
+            info, pols, pol_note, is_chip = _inspect(path)
+            meta = read_meta(path)
+            stem = re.sub(r"[^A-Za-z0-9_-]+", "_", str(path.relative_to(src).with_suffix("")))
+            wins = _windows(info["width"], info["height"], tile_size, max_size)
+            written = []
+            for k, win in enumerate(wins):
+                data = _read(path, win, is_chip, info["count"])
+                if info["dtype"].startswith("int") and len(np.unique(data[np.isfinite(data)])) <= MAX_LABEL_VALUES:
+                    raise SkipFile(f"looks like a class mask ({MAX_LABEL_VALUES} or fewer distinct values), not a SAR image")
+                if not np.isfinite(data).any():
+                    if len(wins) == 1:
+                        raise SkipFile("all pixels are nodata/NaN")
+                    continue
+                db, conv = _to_db(data, info["dtype"], encoding)
+                tile_id = f"{'chip' if is_chip else 'geotiff'}_{stem}" + (f"_{k:04d}" if len(wins) > 1 else "")
+                transform = meta.transform @ meta.transform.translation(win[0], win[1]) if not is_chip else meta.transform
+                with warnings.catch_warnings():  # chips have no geotransform on purpose
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    write_tile(out / "tiles" / f"{tile_id}.tif", dict(zip(pols, db)), meta.crs, transform, {"SOURCE_FILE": str(path)})
+                written.append(_row(tile_id, path, meta, pols, win, transform, is_chip,
+                                    "; ".join(n for n in (conv, pol_note) if n), stem))
+            rows += written
+            report.imported += [r["tile_id"] for r in written]
+        except SkipFile as e:
+            report.skipped.append((str(path), str(e)))
+    if not rows:
+        raise ValueError(f"nothing importable in {src}: " + "; ".join(report.lines()))
+    index = write_index(rows, out / "index.parquet")
+    (out / "import_report.txt").write_text("\n".join(report.lines()) + "\n")
+    return index, report
+
+
+def _row(tile_id, path, meta, pols, win, transform, is_chip, note, scene) -> dict:
+    geometry, city = None, None
+    if not is_chip:
+        geometry = _footprint(meta.crs, transform, win[2], win[3])
+        city = nearest_city(geometry.centroid.x, geometry.centroid.y)
+    else:
+        note = "; ".join(n for n in (note, "image chip without georeference: no footprint") if n)
+    band = meta.tags.get("BAND", "C" if set(pols) & {"VV", "VH"} else "")
+    res = abs(meta.transform.a) if meta.crs else float("nan")
+    if meta.crs == "EPSG:4326":  # degrees -> metres at the tile's latitude
+        res = round(res * 111320.0 * np.cos(np.radians(geometry.centroid.y)), 2)
+    return {"tile_id": tile_id, "path": f"tiles/{tile_id}.tif", "geometry": geometry, "crs": meta.crs or "",
+            "city": city.name if city else "", "country": city.country if city else "",
+            "platform": meta.tags.get("PLATFORM", ""), "band": band, "polarizations": ",".join(pols),
+            "resolution_m": float(meta.tags.get("RESOLUTION_M", res)), "incidence_deg": float(meta.tags.get("INCIDENCE_DEG", "nan")),
+            "width": win[2], "height": win[3], "split": _split_for(city.name if city else scene), "scene_id": scene,
+            "landcover_path": "", "facts_path": "", "source": "chip" if is_chip else "geotiff", "note": note}

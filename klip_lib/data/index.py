@@ -1,0 +1,53 @@
+"""The GeoParquet index: a row per tile, written atomically (never a partial file)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+INDEX_COLUMNS: tuple[str, ...] = (
+    "tile_id", "path", "geometry", "crs", "city", "country", "platform", "band", "polarizations",
+    "resolution_m", "incidence_deg", "width", "height", "split", "scene_id", "landcover_path", "facts_path",
+    "source", "note",
+)
+
+
+def write_index(rows: list[dict], path: str | os.PathLike) -> Path:
+    """Write `rows` (dicts with INDEX_COLUMNS; geometry a shapely polygon in EPSG:4326 or None) as GeoParquet.
+
+    The table goes to a temporary file in the same folder and is renamed over `path`, so readers see
+    either the old index or the complete new one."""
+    import geopandas as gpd
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    missing = [c for row in rows[:1] for c in INDEX_COLUMNS if c not in row]
+    if missing:
+        raise ValueError(f"index rows for {path} lack columns {missing}")
+    gdf = gpd.GeoDataFrame([{c: r[c] for c in INDEX_COLUMNS} for r in rows], columns=list(INDEX_COLUMNS),
+                           geometry="geometry", crs="EPSG:4326")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        gdf.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_index(path: str | os.PathLike):
+    """Read an index as a GeoDataFrame (geometry in EPSG:4326; empty footprints are None)."""
+    import geopandas as gpd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no index at {path}: run `klip simulate --out {path.parent}` or import a folder first")
+    return gpd.read_parquet(path)
+
+
+def tile_path(index_path: str | os.PathLike, relative: str) -> Path:
+    """Absolute path of a file named in the index (paths are stored relative to the index's folder)."""
+    return (Path(index_path).parent / relative).resolve()

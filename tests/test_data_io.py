@@ -1,0 +1,138 @@
+"""GeoTIFF import (bad inputs, real Sentinel-1 chips), index, torch datasets and shards, CLI, light import."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from klip_lib.paths import real_data
+
+
+def _geotiff(path, data, crs="EPSG:32633", descriptions=("VV", "VH")):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                       dtype=data.dtype.name, crs=crs, transform=from_origin(500000, 4600000, 10, 10)) as dst:
+        dst.write(data)
+        for i, d in enumerate(descriptions[: data.shape[0]], start=1):
+            dst.set_band_description(i, d)
+    return path
+
+
+def test_importer_skips_bad_inputs_and_indexes_the_rest(tmp_path):
+    from klip_lib.data import import_folder, read_index
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    good = _geotiff(src / "good.tif", rng.uniform(-25, 0, (2, 32, 32)).astype(np.float32))
+    _geotiff(src / "linear.tif", rng.uniform(0.001, 0.5, (1, 32, 32)).astype(np.float32))
+    (src / "truncated.tif").write_bytes(good.read_bytes()[:3000])
+    (src / "corrupt.tif").write_bytes(b"II*\x00" + bytes(rng.integers(0, 255, 500, dtype=np.uint8)))
+    (src / "empty.tif").write_bytes(b"")
+    _geotiff(src / "nocrs.tif", rng.uniform(-25, 0, (2, 16, 16)).astype(np.float32), crs=None)
+    _geotiff(src / "allnan.tif", np.full((2, 16, 16), np.nan, np.float32))
+    _geotiff(src / "threeband.tif", rng.uniform(-25, 0, (3, 16, 16)).astype(np.float32))
+    (src / "notes.txt").write_text("not a raster")
+    index, report = import_folder(src, tmp_path / "out")
+    reasons = dict(report.skipped)
+    assert sorted(report.imported) == ["geotiff_good", "geotiff_linear"]
+    expect = {"truncated.tif": "truncated", "corrupt.tif": "not a readable raster", "empty.tif": "0 bytes",
+              "nocrs.tif": "no CRS", "allnan.tif": "NaN", "threeband.tif": "wrong band count", "notes.txt": "not a readable raster"}
+    for name, words in expect.items():
+        assert words in reasons[str(src / name)], (name, reasons[str(src / name)])
+    table = read_index(index)
+    assert list(table["tile_id"]) == ["geotiff_good", "geotiff_linear"]
+    assert table.set_index("tile_id").loc["geotiff_linear", "note"].startswith("linear power converted to dB")
+    assert len((tmp_path / "out" / "import_report.txt").read_text().splitlines()) == len(expect) + 1
+
+
+def test_failed_import_leaves_old_index_intact(tmp_path, monkeypatch):
+    from klip_lib.data import import_folder, importer
+
+    src = tmp_path / "in"
+    src.mkdir()
+    _geotiff(src / "a.tif", np.full((2, 8, 8), -10.0, np.float32))
+    index, _ = import_folder(src, tmp_path / "out")
+    before = index.read_bytes()
+    _geotiff(src / "b.tif", np.full((2, 8, 8), -12.0, np.float32))
+    monkeypatch.setattr(importer, "_row", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk gone")))
+    with pytest.raises(RuntimeError):
+        import_folder(src, tmp_path / "out")
+    assert index.read_bytes() == before and not list(index.parent.glob(".index.parquet.*"))
+
+
+def test_chip_and_large_raster_windows(tmp_path):
+    from PIL import Image
+
+    from klip_lib.data import import_folder, read_index
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(1, 255, (40, 50), dtype=np.uint8)).save(src / "chip.png")
+    _geotiff(src / "big.tif", np.full((1, 300, 200), -9.0, np.float32))
+    index, report = import_folder(src, tmp_path / "out", tile_size=128, max_size=256)
+    table = read_index(index).set_index("tile_id")
+    assert table.loc["chip_chip", "geometry"] is None and "no footprint" in table.loc["chip_chip", "note"]
+    assert len([t for t in table.index if t.startswith("geotiff_big_")]) == 6  # 3 rows x 2 columns of windows
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("folder,epsg,lon,lat", [("sen1floods11", 4326, (-0.8, -0.7), (38.0, 38.2)),
+                                                  ("sen12ms_s1", 32618, (-75.0, -72.0), (40.0, 41.5))])
+def test_real_sentinel1_import(tmp_path, folder, epsg, lon, lat):
+    from klip_lib.data import import_folder, read_index, read_tile
+
+    root = real_data()
+    if root is None:
+        pytest.skip("real samples absent: ../shared/data/real not found")
+    index, report = import_folder(root / folder, tmp_path / folder)
+    table = read_index(index)
+    tile = table[table["tile_id"].str.contains("S1Hand|winter")].iloc[0]
+    assert tile["crs"] == f"EPSG:{epsg}" and tile["polarizations"] == "VV,VH"
+    c = tile["geometry"].centroid
+    assert lon[0] < c.x < lon[1] and lat[0] < c.y < lat[1]
+    bands, _ = read_tile(index.parent / tile["path"])
+    vv = bands[0]
+    if folder == "sen1floods11":
+        label, _ = read_tile(root / folder / "Spain_7370579_LabelHand.tif")
+        water, land = np.nanmedian(vv[label[0] == 1]), np.nanmedian(vv[label[0] == 0])
+    else:  # no labels: the common Sentinel-1 open-water threshold, VV below -18 dB
+        water = np.nanmedian(vv[vv < -18]) if (vv < -18).any() else float("nan")
+        land = np.nanmedian(vv[vv >= -18])
+    print(f"{folder}: VV median water {water:.1f} dB, land {land:.1f} dB")
+    assert -35 < land < 0 and not water >= land - 5
+
+
+def test_datasets_and_shards_follow_contract(tmp_path):
+    from klip_lib.data import DB_MEAN, SarTileDataset, ShardDataset, build_shards, ensure_dataset
+
+    index = ensure_dataset(tmp_path, "smoke", seed=1)
+    ds = SarTileDataset(index, image_size=32, channels=2, split="train")
+    s = ds[0]
+    assert s["image"].shape == (2, 32, 32) and str(s["image"].dtype) == "torch.float32"
+    assert isinstance(s["text"], str) and s["text"] and s["facts"]["tile_id"] == s["tile_id"]
+    assert s["scene_id"].startswith("sim_scene_")
+    manifest = build_shards(index, tmp_path / "shards", image_size=32)
+    sd = ShardDataset(manifest.parent, split="train")
+    assert len(sd) == len(ds)
+    t = sd[0]
+    assert t["tile_id"] == s["tile_id"] and t["image"].shape == (2, 32, 32)
+    assert float((t["image"] - s["image"]).abs().max()) < 0.01  # float16 storage
+    assert DB_MEAN < 0
+
+
+def test_import_is_light():
+    code = "import sys, klip_lib.data, klip_lib.data.dataset; bad = [m for m in ('rasterio', 'geopandas') if m in sys.modules]; print(bad)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_simulate_command(tmp_path):
+    from klip_lib.cli import main
+    from klip_lib.data import read_index
+
+    assert main(["simulate", "--tiles", "5", "--out", str(tmp_path / "d"), "--platforms", "xband", "--size", "64"]) == 0
+    table = read_index(tmp_path / "d" / "index.parquet")
+    assert len(table) == 5 and set(table["platform"]) == {"xband"} and set(table["resolution_m"]) == {1.0}
