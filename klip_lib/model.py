@@ -1,0 +1,520 @@
+"""The KLIP model: a timm image encoder, a BERT text encoder with cross-attention fusion layers, ALBEF-style heads.
+
+ITC uses momentum (EMA) encoders and feature queues; ITM draws hard negatives by ITC similarity, never
+from the same scene; MLM is image-conditioned and its masking prefers knowledge slots (`klip_lib.losses`).
+The model takes tensors: images [B, C, S, S], token ids and masks from `load_tokenizer`, integer scene ids
+(`scene_ids_tensor` turns the data layer's string scene ids into them).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from transformers import BertConfig
+from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
+
+from . import dist
+from .encoders import (
+    WEIGHTS_NAME,
+    CheckpointError,
+    FusionEncoder,
+    TextEncoder,
+    create_image_encoder,
+    init_bert_weights,
+    load_tokenizer_from,
+    local_folder,
+    read_state,
+    text_checkpoint_state,
+)
+from .losses import IGNORE_INDEX, itc_loss, itm_loss, mask_tokens, mlm_loss, sample_hard_negatives
+
+OBJECTIVES: tuple[str, ...] = ("itc", "itm", "mlm")
+CONFIG_NAME = "config.json"
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+
+
+@dataclass
+class KlipConfig:
+    image_encoder: str = "vit_tiny_patch16_224"  # timm model name of the image encoder
+    image_size: int = 64  # input image side in pixels
+    in_chans: int = 2  # polarisation channels: co-pol then cross-pol
+    patch_size: int | None = 8  # ViT patch side in pixels; None keeps the timm model's own
+    image_encoder_kwargs: dict = field(
+        default_factory=dict
+    )  # extra timm.create_model arguments, e.g. {"depth": 4}
+    image_weights: str | None = (
+        None  # local timm weights file (.safetensors) for the image encoder; None: random
+    )
+    text_init: str = (
+        "config"  # "config" (random, sizes below), "minilm" (bundled MiniLM-L6) or a local BERT folder
+    )
+    tokenizer: str = "minilm"  # "minilm" (bundled uncased BERT word pieces) or a local tokenizer folder
+    vocab_size: int = 30522  # rows of the word-embedding table; must cover the tokenizer
+    text_hidden: int = 384  # text encoder width (overridden by a checkpoint's config)
+    text_layers: int = 6  # text encoder layers in all, fusion layers included (overridden by a checkpoint)
+    text_heads: int = 12  # attention heads per text layer (overridden by a checkpoint)
+    text_intermediate: int = 1536  # feed-forward width of a text layer (overridden by a checkpoint)
+    text_positions: int = 512  # rows of the position-embedding table (overridden by a checkpoint)
+    fusion_layers: int = 3  # the last layers of the text encoder that get cross-attention to image tokens
+    text_dropout: float = 0.1  # dropout of the text encoder (hidden and attention)
+    max_text_len: int = 64  # tokens per caption after truncation
+    embed_dim: int = 256  # width of the shared ITC space
+    queue_size: int = 4096  # momentum features kept for ITC (0: batch only)
+    momentum: float = 0.995  # EMA factor of the momentum encoders
+    temp: float = 0.07  # initial ITC temperature (learnable, clamped to [0.001, 0.5])
+    alpha: float = 0.4  # momentum-distillation weight of the ITC targets
+    mlm_knowledge_ratio: float = 0.5  # probability that a knowledge-slot token is masked
+    mlm_random_ratio: float = 0.15  # probability that any other ordinary token is masked
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first inconsistent field."""
+        if not 1 <= self.fusion_layers <= self.text_layers:
+            raise ValueError(
+                f"fusion_layers={self.fusion_layers} must be between 1 and text_layers={self.text_layers}"
+            )
+        if self.max_text_len > self.text_positions:
+            raise ValueError(f"max_text_len={self.max_text_len} exceeds text_positions={self.text_positions}")
+        if self.queue_size < 0 or not 0 <= self.momentum <= 1:
+            raise ValueError(
+                f"queue_size={self.queue_size} must be >= 0 and momentum={self.momentum} in [0, 1]"
+            )
+        for name in ("mlm_knowledge_ratio", "mlm_random_ratio", "alpha"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1]")
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> KlipConfig:
+        """Build from a dict; unknown keys raise with their names."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown KlipConfig fields {unknown}; known fields: {sorted(known)}")
+        return cls(**values)
+
+
+MODEL_PRESETS: dict[str, dict] = {
+    "smoke": {
+        "image_encoder": "vit_tiny_patch16_224",
+        "image_size": 64,
+        "patch_size": 8,
+        "image_encoder_kwargs": {"depth": 4},
+        "text_init": "config",
+        "text_hidden": 128,
+        "text_layers": 4,
+        "text_heads": 2,
+        "text_intermediate": 512,
+        "text_positions": 64,
+        "fusion_layers": 2,
+        "max_text_len": 64,
+        "embed_dim": 64,
+        "queue_size": 256,
+    },
+    "gpu": {
+        "image_encoder": "vit_base_patch16_224",
+        "image_size": 224,
+        "patch_size": 16,
+        "text_init": "config",
+        "text_hidden": 768,
+        "text_layers": 12,
+        "text_heads": 12,
+        "text_intermediate": 3072,
+        "text_positions": 512,
+        "fusion_layers": 6,
+        "max_text_len": 256,
+        "embed_dim": 256,
+        "queue_size": 16384,
+    },
+}
+
+
+def load_tokenizer(config: KlipConfig):
+    """The BERT word-piece tokenizer named by `config.tokenizer`, loaded offline (cached per folder)."""
+    return load_tokenizer_from(str(local_folder(config.tokenizer, "tokenizer")))
+
+
+def scene_ids_tensor(scene_ids: list[str], device: torch.device | str | None = None) -> torch.Tensor:
+    """Stable int64 ids for string scene ids (same on every rank and run, unlike Python's hash)."""
+    values = [
+        int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") & (2**63 - 1)
+        for s in scene_ids
+    ]
+    return torch.tensor(values, dtype=torch.long, device=device)
+
+
+def _bert_config(config: KlipConfig) -> BertConfig:
+    """The transformers BertConfig of the text encoder (SDPA attention, bidirectional)."""
+    return BertConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.text_hidden,
+        num_hidden_layers=config.text_layers,
+        num_attention_heads=config.text_heads,
+        intermediate_size=config.text_intermediate,
+        max_position_embeddings=config.text_positions,
+        hidden_dropout_prob=config.text_dropout,
+        attention_probs_dropout_prob=config.text_dropout,
+        attn_implementation="sdpa",
+    )
+
+
+class KlipModel(nn.Module):
+    """ALBEF/BLIP-style SAR vision-language model: ITC with momentum queue, ITM, knowledge-slot MLM."""
+
+    def __init__(self, config: KlipConfig, tokenizer=None, allow_pickle: bool = False):
+        super().__init__()
+        bert, text_state = self._resolve_text(config, allow_pickle)
+        self.config = config = dataclasses.replace(
+            config,
+            vocab_size=bert.vocab_size,
+            text_hidden=bert.hidden_size,
+            text_layers=bert.num_hidden_layers,
+            text_heads=bert.num_attention_heads,
+            text_intermediate=bert.intermediate_size,
+            text_positions=bert.max_position_embeddings,
+        )
+        config.validate()
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config)
+        if len(self.tokenizer) > config.vocab_size:
+            raise ValueError(
+                f"tokenizer has {len(self.tokenizer)} tokens but vocab_size is {config.vocab_size}"
+            )
+        n_text = config.text_layers - config.fusion_layers
+
+        image_kwargs = {
+            **config.image_encoder_kwargs,
+            "in_chans": config.in_chans,
+            "img_size": config.image_size,
+        }
+        if config.patch_size is not None:
+            image_kwargs["patch_size"] = config.patch_size
+        self.visual = create_image_encoder(
+            config.image_encoder, image_kwargs, config.image_weights, allow_pickle
+        )
+        self.vision_proj = nn.Linear(self.visual.num_features, config.embed_dim)
+        self.text_encoder = TextEncoder(bert, n_text)
+        self.fusion = FusionEncoder(bert, config.fusion_layers, self.visual.num_features)
+        self.text_proj = nn.Linear(config.text_hidden, config.embed_dim)
+        self.temp = nn.Parameter(torch.tensor(float(config.temp)))
+        self.itm_head = nn.Linear(config.text_hidden, 2)
+        self.mlm_transform = BertPredictionHeadTransform(bert)  # decoder weights: the word embeddings (tied)
+        self.mlm_bias = nn.Parameter(torch.zeros(config.vocab_size))
+        for part in (self.text_encoder, self.fusion, self.itm_head, self.mlm_transform):
+            init_bert_weights(part, bert.initializer_range)
+        # text tensors a checkpoint init did not cover (cross-attention, heads): left at their initialisation
+        self.text_init_missing = self._load_text_state(text_state, config.text_init) if text_state else []
+
+        self.visual_m = copy.deepcopy(self.visual)
+        self.vision_proj_m = copy.deepcopy(self.vision_proj)
+        self.text_encoder_m = copy.deepcopy(self.text_encoder)
+        self.text_proj_m = copy.deepcopy(self.text_proj)
+        for _, momentum in self._momentum_pairs():
+            momentum.requires_grad_(False)
+
+        q, d = config.queue_size, config.embed_dim
+        self.register_buffer("image_queue", torch.zeros(q, d))
+        self.register_buffer("text_queue", torch.zeros(q, d))
+        self.register_buffer("id_queue", torch.full((q,), -1, dtype=torch.long))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
+
+    # construction -------------------------------------------------------------------------------
+    @staticmethod
+    def _resolve_text(config: KlipConfig, allow_pickle: bool) -> tuple[BertConfig, dict]:
+        """The text encoder's BertConfig and, for a checkpoint init, its renamed tensors."""
+        if config.text_init == "config":
+            return _bert_config(config), {}
+        folder = local_folder(config.text_init, "text_init checkpoint")
+        bert = BertConfig.from_pretrained(str(folder), local_files_only=True, attn_implementation="sdpa")
+        bert.hidden_dropout_prob = bert.attention_probs_dropout_prob = config.text_dropout
+        n_text = bert.num_hidden_layers - config.fusion_layers
+        return bert, text_checkpoint_state(folder, n_text, allow_pickle)
+
+    def _load_text_state(self, state: dict[str, torch.Tensor], source: str) -> list[str]:
+        """Copy checkpoint tensors into the text modules; return the model's text tensors it did not cover."""
+        own = self.state_dict()
+        bad = [
+            f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+            for k, v in state.items()
+            if k in own and v.shape != own[k].shape
+        ]
+        if bad:
+            raise CheckpointError(f"text_init {source}: tensors whose shapes do not match: {', '.join(bad)}")
+        self.load_state_dict(state, strict=False)
+        prefixes = ("text_encoder.", "fusion.", "mlm_")
+        return sorted(k for k in own if k.startswith(prefixes) and k not in state)
+
+    def _momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, momentum) module pairs that the EMA ties together."""
+        return [
+            (self.visual, self.visual_m),
+            (self.vision_proj, self.vision_proj_m),
+            (self.text_encoder, self.text_encoder_m),
+            (self.text_proj, self.text_proj_m),
+        ]
+
+    # encoders ------------------------------------------------------------------------------------
+    def _image(self, images: torch.Tensor, momentum: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image tokens [B, N, W], normalised ITC feature [B, D]) of the online or momentum encoder."""
+        visual, proj = (self.visual_m, self.vision_proj_m) if momentum else (self.visual, self.vision_proj)
+        feats = visual.forward_features(images)
+        pooled = visual.forward_head(feats, pre_logits=True)
+        tokens = feats.flatten(2).transpose(1, 2) if feats.ndim == 4 else feats
+        return tokens, F.normalize(proj(pooled), dim=-1)
+
+    def _text(self, input_ids, attention_mask, momentum: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(text token embeddings [B, L, H], normalised ITC feature [B, D] of the mean token) of the online or momentum encoder."""
+        encoder, proj = (
+            (self.text_encoder_m, self.text_proj_m) if momentum else (self.text_encoder, self.text_proj)
+        )
+        embeds = encoder(input_ids, attention_mask)
+        # masked mean over tokens, as MiniLM (all-MiniLM-L6-v2) was trained: unlike [CLS] of a text encoder
+        # trained from scratch, it separates captions from the first step
+        weights = attention_mask.unsqueeze(-1).to(embeds.dtype)
+        pooled = (embeds * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return embeds, F.normalize(proj(pooled), dim=-1)
+
+    def _mlm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits; the decoder is the word-embedding matrix (tied)."""
+        weight = self.text_encoder.embeddings.word_embeddings.weight
+        return F.linear(self.mlm_transform(hidden), weight, self.mlm_bias)
+
+    def tokenize(self, texts: list[str], device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """input_ids and attention_mask for captions, padded to the longest, truncated at max_text_len."""
+        batch = self.tokenizer(
+            list(texts),
+            padding="longest",
+            truncation=True,
+            max_length=self.config.max_text_len,
+            return_tensors="pt",
+        )
+        return {
+            "input_ids": batch["input_ids"].to(device),
+            "attention_mask": batch["attention_mask"].to(device),
+        }
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised ITC image features [B, embed_dim]."""
+        return self._image(images)[1]
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Normalised ITC text features [B, embed_dim]."""
+        return self._text(input_ids, attention_mask)[1]
+
+    def itm_score(
+        self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Probability [B] that caption i matches image i (ITM head over the fused [CLS])."""
+        image_embeds, _ = self._image(images)
+        text_embeds, _ = self._text(input_ids, attention_mask)
+        fused = self.fusion(text_embeds, attention_mask, image_embeds)
+        return F.softmax(self.itm_head(fused[:, 0]).float(), dim=1)[:, 1]
+
+    def mlm_logits(
+        self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Image-conditioned vocabulary logits [B, L, vocab] for (masked) captions."""
+        image_embeds, _ = self._image(images)
+        text_embeds, _ = self._text(input_ids, attention_mask)
+        return self._mlm_head(self.fusion(text_embeds, attention_mask, image_embeds))
+
+    # training ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """EMA step of the momentum encoders: p_m <- m * p_m + (1 - m) * p."""
+        m = self.config.momentum
+        for online, momentum in self._momentum_pairs():
+            for p, p_m in zip(online.parameters(), momentum.parameters(), strict=True):
+                p_m.mul_(m).add_(p.detach(), alpha=1 - m)
+
+    @torch.no_grad()
+    def _enqueue(self, image_feat: torch.Tensor, text_feat: torch.Tensor, ids: torch.Tensor) -> None:
+        """Write the newest momentum features into the ring-buffer queues."""
+        q = self.config.queue_size
+        n = min(len(ids), q)
+        if n == 0:
+            return
+        slots = (self.queue_ptr + torch.arange(n, device=ids.device)) % q
+        self.image_queue[slots] = image_feat[-n:].float()
+        self.text_queue[slots] = text_feat[-n:].float()
+        self.id_queue[slots] = ids[-n:]
+        self.queue_ptr.copy_((self.queue_ptr + n) % q)
+        self.queue_filled.copy_((self.queue_filled + n).clamp(max=q))
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        scene_ids: torch.Tensor,
+        objectives: tuple[str, ...] = OBJECTIVES,
+        alpha: float | None = None,
+        generator: torch.Generator | None = None,
+        mlm_inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Named losses of the chosen objectives (and their metrics) plus `loss`, their sum.
+
+        `scene_ids` [B] int64 (`scene_ids_tensor`): pairs of one scene are ITC positives and never ITM
+        negatives. `alpha` defaults to config.alpha. `generator` (a CPU torch.Generator) drives ITM sampling
+        and MLM masking.
+        `mlm_inputs` = (masked input_ids, labels) from `mask_tokens`; masked here when None. In training
+        mode the momentum encoders take an EMA step and the queues are filled.
+        """
+        unknown = [o for o in objectives if o not in OBJECTIVES]
+        if unknown or not objectives:
+            raise ValueError(f"objectives {list(objectives)}: choose from {list(OBJECTIVES)}")
+        dist.check_equal_batches(images.shape[0], images.device)
+        with torch.no_grad():
+            self.temp.clamp_(0.001, 0.5)
+        image_embeds, image_feat = self._image(images)
+        text_embeds, text_feat = self._text(input_ids, attention_mask)
+        out: dict[str, torch.Tensor] = {}
+        if "itc" in objectives:
+            alpha = self.config.alpha if alpha is None else alpha
+            out.update(self._itc(images, input_ids, attention_mask, image_feat, text_feat, scene_ids, alpha))
+        if "itm" in objectives:
+            out.update(
+                self._itm(
+                    image_embeds, image_feat, text_embeds, text_feat, attention_mask, scene_ids, generator
+                )
+            )
+        if "mlm" in objectives:
+            if mlm_inputs is None:
+                c = self.config
+                mlm_inputs = mask_tokens(
+                    input_ids, self.tokenizer, c.mlm_knowledge_ratio, c.mlm_random_ratio, generator
+                )
+            out.update(self._mlm(image_embeds, attention_mask, *mlm_inputs))
+        out["loss"] = sum(out[o] for o in objectives)
+        return out
+
+    def _itc(self, images, input_ids, attention_mask, image_feat, text_feat, scene_ids, alpha):
+        """ITC of the local rows against the gathered momentum batch and the queue; then enqueue (training)."""
+        with torch.no_grad():
+            if self.training:
+                self.momentum_update()
+            _, image_feat_m = self._image(images, momentum=True)
+            _, text_feat_m = self._text(input_ids, attention_mask, momentum=True)
+            image_all, text_all = dist.all_gather(image_feat_m), dist.all_gather(text_feat_m)
+            ids_all = dist.all_gather(scene_ids)
+            filled = int(self.queue_filled)
+            image_bank = torch.cat([image_all.float(), self.image_queue[:filled]])
+            text_bank = torch.cat([text_all.float(), self.text_queue[:filled]])
+            bank_ids = torch.cat([ids_all, self.id_queue[:filled]])
+        losses = itc_loss(
+            image_feat,
+            text_feat,
+            image_bank,
+            text_bank,
+            scene_ids,
+            bank_ids,
+            self.temp,
+            alpha,
+            image_feat_m,
+            text_feat_m,
+        )
+        if self.training:
+            self._enqueue(image_all, text_all, ids_all)
+        return losses
+
+    def _itm(self, image_embeds, image_feat, text_embeds, text_feat, attention_mask, scene_ids, generator):
+        """ITM over the local positives and, per row, one hard negative text and image from any rank."""
+        rows = dist.local_rows(len(scene_ids))
+        with torch.no_grad():
+            ids_all = dist.all_gather(scene_ids)
+            sim = dist.all_gather(image_feat).float() @ dist.all_gather(text_feat).float().T / self.temp
+            # drawn for the rows of all ranks with one generator, as one process with the combined batch would
+            neg_text, has_text = (t[rows] for t in sample_hard_negatives(sim, ids_all, generator))
+            neg_image, has_image = (t[rows] for t in sample_hard_negatives(sim.T, ids_all, generator))
+        text_embeds_p, attention_mask_p = dist.pad_to_common_length(text_embeds, attention_mask)
+        text_all = dist.all_gather_with_grad(text_embeds_p)
+        mask_all = dist.all_gather(attention_mask_p)
+        image_all = dist.all_gather_with_grad(image_embeds)
+        neg_text, neg_image = neg_text[has_text], neg_image[has_image]
+        texts = torch.cat([text_embeds_p, text_all[neg_text], text_embeds_p[has_image]])
+        masks = torch.cat([attention_mask_p, mask_all[neg_text], attention_mask_p[has_image]])
+        images = torch.cat([image_embeds, image_embeds[has_text], image_all[neg_image]])
+        fused = self.fusion(texts, masks, images)
+        labels = torch.zeros(len(texts), dtype=torch.long, device=texts.device)
+        labels[: len(scene_ids)] = 1
+        return itm_loss(self.itm_head(fused[:, 0]), labels)
+
+    def _mlm(self, image_embeds, attention_mask, masked_ids, labels):
+        """Image-conditioned MLM; the head runs on the selected tokens only."""
+        text_embeds, _ = self._text(masked_ids, attention_mask)
+        fused = self.fusion(text_embeds, attention_mask, image_embeds)
+        selected = labels != IGNORE_INDEX
+        return mlm_loss(self._mlm_head(fused[selected]), labels[selected])
+
+    # checkpoints ---------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write config.json, model.safetensors (weights, momentum copies, queues) and the tokenizer files."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
+            str(directory / WEIGHTS_NAME),
+        )
+        self.tokenizer.save_pretrained(str(directory))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, allow_pickle: bool = False) -> KlipModel:
+        """Load a folder written by save_pretrained (or a weights file beside its config.json).
+
+        Pickle checkpoints (.pt, .pth, .bin, ...) are refused unless `allow_pickle=True`; weights that do
+        not match the config raise CheckpointError naming the missing, unexpected and mis-shaped tensors.
+        """
+        path = Path(path).expanduser()
+        folder = path if path.is_dir() else path.parent
+        if path.is_dir():
+            candidates = [path / WEIGHTS_NAME] + sorted(
+                p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES
+            )
+            path = next((p for p in candidates if p.is_file()), path / WEIGHTS_NAME)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: give a folder written by KlipModel.save_pretrained")
+        config_file = folder / CONFIG_NAME
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{config_file} not found: the model config must sit beside the weights")
+        state = read_state(path, allow_pickle)
+        config = KlipConfig.from_dict(json.loads(config_file.read_text()), str(config_file))
+        config = dataclasses.replace(config, text_init="config", image_weights=None)
+        has_tokenizer = (folder / "tokenizer_config.json").is_file()
+        tokenizer = load_tokenizer_from(str(folder)) if has_tokenizer else None
+        model = cls(config, tokenizer=tokenizer)
+        model.load_checked(state, f"{path} (config {config_file})")
+        return model
+
+    def load_checked(self, state: dict[str, torch.Tensor], source: str) -> None:
+        """Load a full state dict; raise CheckpointError naming every tensor that does not match."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        shapes = [
+            f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+            for k in own
+            if k in state and state[k].shape != own[k].shape
+        ]
+        problems = [
+            f"{label}: {', '.join(items)}"
+            for label, items in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape (file vs config)", shapes),
+            )
+            if items
+        ]
+        if problems:
+            raise CheckpointError(f"{source}: weights do not match the config; " + "; ".join(problems))
+        self.load_state_dict(state)
