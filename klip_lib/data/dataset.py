@@ -42,6 +42,18 @@ def load_captions(path: str | os.PathLike | None) -> dict[str, list[str]]:
     return captions
 
 
+def pick_caption(texts: list[str] | None, draw: int | None, facts: dict | None, platform: str, city: str) -> str:
+    """One of a tile's captions: the `draw`-th (cycling) when given, else a random one; the fallback without any."""
+    if not texts:
+        return fallback_caption(facts, platform, city)
+    return texts[draw % len(texts)] if draw is not None else random.choice(texts)
+
+
+def split_key(key) -> tuple[int, int | None]:
+    """Dataset keys are an index or (index, draw): the draw picks the caption reproducibly (training resume)."""
+    return (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), None)
+
+
 def load_facts(index_path: str | os.PathLike, facts_path: str | None) -> dict | None:
     """The facts record named by an index row (relative to the index folder), or None when it has none."""
     if not facts_path:
@@ -84,15 +96,16 @@ class SarTileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key) -> dict:
         from .geotiff import read_tile
 
+        i, draw = split_key(key)
         row = self.rows[i]
         bands, meta = read_tile(self.index_path.parent / row["path"])
         facts = load_facts(self.index_path, row["facts_path"])
         texts = self.captions.get(row["tile_id"])
         return {"image": to_model_image(bands, meta.polarizations, self.channels, self.image_size),
-                "text": random.choice(texts) if texts else fallback_caption(facts, row["platform"], row["city"]),
+                "text": pick_caption(texts, draw, facts, row["platform"], row["city"]),
                 "tile_id": row["tile_id"], "scene_id": row["scene_id"] or "", "facts": facts}
 
 
@@ -140,9 +153,10 @@ class ShardDataset(Dataset):
     def __len__(self) -> int:
         return len(self.tiles)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key) -> dict:
+        i, draw = split_key(key)
         t = self.tiles[i]
         image = torch.from_numpy(np.asarray(self.arrays[t["shard"]][t["row"]], dtype=np.float32))
         texts = self.captions.get(t["tile_id"])
-        return {"image": image, "text": random.choice(texts) if texts else fallback_caption(t["facts"], t["platform"], t["city"]),
+        return {"image": image, "text": pick_caption(texts, draw, t["facts"], t["platform"], t["city"]),
                 "tile_id": t["tile_id"], "scene_id": t["scene_id"], "facts": t["facts"]}

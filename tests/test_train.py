@@ -1,0 +1,161 @@
+"""Pretraining engine: exact resume, schedules, bad input, the benchmark and a 2-process torchrun."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from klip_tiny import TINY_MODEL, tiny_config
+
+from klip_lib import train
+from klip_lib.data import SimConfig, build_shards, simulate_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """24 simulated tiles packed at the tiny model's image size."""
+    root = tmp_path_factory.mktemp("train")
+    index = simulate_dataset(root / "data", SimConfig(n_tiles=24, tile_size=64, seed=0))
+    return build_shards(index, root / "shards", image_size=TINY_MODEL["image_size"], channels=2).parent
+
+
+def tiny_train(**changes) -> train.TrainConfig:
+    return train.TrainConfig(**{"steps": 6, "batch_size": 4, "warmup_steps": 2, "checkpoint_every": 2, "lr": 1e-3,
+                                **changes})
+
+
+def state(out_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out_dir / train.CHECKPOINT, weights_only=False)["model"]
+
+
+def test_interrupted_and_resumed_run_ends_bit_for_bit_equal(shards, tmp_path):
+    config = tiny_config(text_dropout=0.1)  # dropout on: the RNG states must be restored too
+    whole = train.pretrain(shards, tmp_path / "whole", config, tiny_train(), progress=False)
+    train.pretrain(shards, tmp_path / "cut", config, tiny_train(), stop_after=3, progress=False)
+    resumed = train.pretrain(shards, tmp_path / "cut", config, tiny_train(), progress=False)
+    assert whole.steps == resumed.steps == 6
+    a, b = state(tmp_path / "whole"), state(tmp_path / "cut")
+    assert a.keys() == b.keys()
+    differing = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differing, f"resumed weights differ in {differing[:5]}"
+    rows = train.read_csv(tmp_path / "cut" / train.METRICS_CSV)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert (tmp_path / "whole" / "model" / "model.safetensors").exists()
+
+
+def test_batches_are_a_function_of_seed_and_step():
+    a = list(train.StepBatches(10, 4, seed=1, start=0, stop=5))
+    b = list(train.StepBatches(10, 4, seed=1, start=3, stop=5))
+    assert a[3:] == b
+    epoch0 = [i for batch in a[:2] for i, _ in batch] + [i for i, _ in a[2][:2]]
+    assert sorted(epoch0) == list(range(10))  # each epoch is a permutation
+    ranks = [list(train.StepBatches(10, 2, seed=1, start=0, stop=1, rank=r, world=2))[0] for r in (0, 1)]
+    assert ranks[0] + ranks[1] == a[0]  # two ranks split the combined batch
+
+
+def test_warmup_then_cosine_schedule():
+    cfg = train.TrainConfig(steps=10, warmup_steps=2, min_lr_ratio=0.1)
+    factors = [train.lr_factor(s, cfg) for s in range(11)]
+    assert factors[0] == pytest.approx(0.5) and factors[1] == pytest.approx(1.0)
+    assert factors[2] == pytest.approx(1.0) and factors[10] == pytest.approx(0.1)
+    assert all(x >= y for x, y in zip(factors[1:], factors[2:]))
+
+
+def test_weight_decay_groups_leave_norms_and_biases_alone():
+    from klip_lib.model import KlipModel
+
+    model = KlipModel(tiny_config())
+    decay, no_decay = train.param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(p.ndim >= 2 for p in decay["params"])
+    assert any(names[id(p)].endswith("temp") for p in no_decay["params"])
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+
+
+def test_losses_fall_on_the_fixed_batch(shards, tmp_path):
+    result = train.pretrain(shards, tmp_path / "fall", tiny_config(), tiny_train(steps=25, checkpoint_every=25),
+                            progress=False)
+    assert result.after["itc"] < result.before["itc"]
+    assert result.after["mlm"] < result.before["mlm"]
+
+
+def test_empty_or_foreign_shards_are_refused(shards, tmp_path):
+    with pytest.raises(train.TrainError, match="no shard manifest"):
+        train.pretrain(tmp_path, tmp_path / "o", tiny_config(), tiny_train(), progress=False)
+    with pytest.raises(train.TrainError, match=r"shards are 2 x 32 px but the model wants 2 x 64 px"):
+        train.pretrain(shards, tmp_path / "o", tiny_config(image_size=64), tiny_train(), progress=False)
+
+
+def test_checkpoint_with_another_config_names_the_fields(shards, tmp_path):
+    train.pretrain(shards, tmp_path / "run", tiny_config(), tiny_train(steps=2), progress=False)
+    with pytest.raises(train.TrainError, match=r"model config does not match.*embed_dim: checkpoint 16 vs now 32"):
+        train.pretrain(shards, tmp_path / "run", tiny_config(embed_dim=32), tiny_train(steps=4), progress=False)
+
+
+def test_full_disk_keeps_the_previous_checkpoint(shards, tmp_path, monkeypatch):
+    out = tmp_path / "disk"
+    train.pretrain(shards, out, tiny_config(), tiny_train(steps=2), progress=False)
+    before = state(out)
+    real_save = torch.save
+
+    def full_disk(obj, f, *a, **k):
+        Path(f).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(train.TrainError, match="No space left on device; the previous checkpoint is intact"):
+        train.pretrain(shards, out, tiny_config(), tiny_train(steps=4), progress=False)
+    monkeypatch.setattr(torch, "save", real_save)
+    after = state(out)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_unknown_objective():
+    with pytest.raises(train.TrainError, match="unknown objective 'mae'"):
+        train.TrainConfig(objective="mae")
+
+
+def test_bench_pretrain_runs_on_cpu(capsys):
+    from klip_lib.cli import main
+
+    assert main(["bench", "pretrain", "--preset", "smoke", "--device", "cpu", "--image-size", "32",
+                 "--batch-size", "2", "--steps", "2", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "images/s" in out and "FLOPs/step" in out and "MFU" in out
+    flops = float(out.split("FLOPs/step")[1].split("TFLOP")[0])
+    assert flops > 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train(shards, tmp_path):
+    out = tmp_path / "ddp"
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY_MODEL))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(_free_port()), "-m", "klip_lib.train", "--shards", str(shards), "--out", str(out),
+               "--steps", "3", "--batch-size", "2", "--checkpoint-every", "3", "--model-config", str(config)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 3
+    rows = train.read_csv(out / train.METRICS_CSV)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert rows[0]["images_per_s"] > 0
+    assert (out / "model" / "model.safetensors").exists()
