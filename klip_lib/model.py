@@ -101,41 +101,6 @@ class KlipConfig:
         return cls(**values)
 
 
-MODEL_PRESETS: dict[str, dict] = {
-    "smoke": {
-        "image_encoder": "vit_tiny_patch16_224",
-        "image_size": 64,
-        "patch_size": 8,
-        "image_encoder_kwargs": {"depth": 4},
-        "text_init": "config",
-        "text_hidden": 128,
-        "text_layers": 4,
-        "text_heads": 2,
-        "text_intermediate": 512,
-        "text_positions": 64,
-        "fusion_layers": 2,
-        "max_text_len": 64,
-        "embed_dim": 64,
-        "queue_size": 256,
-    },
-    "gpu": {
-        "image_encoder": "vit_base_patch16_224",
-        "image_size": 224,
-        "patch_size": 16,
-        "text_init": "config",
-        "text_hidden": 768,
-        "text_layers": 12,
-        "text_heads": 12,
-        "text_intermediate": 3072,
-        "text_positions": 512,
-        "fusion_layers": 6,
-        "max_text_len": 256,
-        "embed_dim": 256,
-        "queue_size": 16384,
-    },
-}
-
-
 def load_tokenizer(config: KlipConfig):
     """The BERT word-piece tokenizer named by `config.tokenizer`, loaded offline (cached per folder)."""
     return load_tokenizer_from(str(local_folder(config.tokenizer, "tokenizer")))

@@ -11,7 +11,7 @@ import torch
 from klip_tiny import tiny_batch, tiny_config, tiny_model
 
 from klip_lib.encoders import minilm_path
-from klip_lib.model import MODEL_PRESETS, CheckpointError, KlipConfig, KlipModel, scene_ids_tensor
+from klip_lib.model import CheckpointError, KlipConfig, KlipModel, scene_ids_tensor
 
 
 def _forward(model, batch, seed=0, **kwargs):
@@ -202,11 +202,13 @@ def test_image_encoder_loads_a_local_rgb_weights_file_for_two_channels(tmp_path)
 
 
 def test_presets_build_valid_configs():
-    for name, preset in MODEL_PRESETS.items():
-        config = KlipConfig(**preset)
+    from klip_lib.presets import PRESETS, section
+
+    for name in PRESETS:
+        config = KlipConfig(**section(name, "model"))
         config.validate()
         assert config.in_chans == 2, name
-    gpu = KlipConfig(**MODEL_PRESETS["gpu"])
+    gpu = KlipConfig(**section("gpu", "model"))
     assert (gpu.image_encoder, gpu.image_size) == ("vit_base_patch16_224", 224)
     assert (gpu.text_hidden, gpu.text_layers) == (768, 12)
     with pytest.raises(ValueError, match="fusion_layers=7 must be between 1 and text_layers=6"):
