@@ -1,4 +1,6 @@
-"""Plots: SAR display (dB stretch, dual-pol false colour) and tile grids. matplotlib is imported inside."""
+"""Plots: SAR display (dB stretch, dual-pol false colour) and tile grids. matplotlib is imported inside.
+
+Interactive maps (leafmap layers, the ipywidgets explorer) are in `klip_lib.maps` and `klip_lib.map_explorer`."""
 
 from __future__ import annotations
 
