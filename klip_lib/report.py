@@ -49,3 +49,78 @@ def load_metrics(run_dir: str | os.PathLike) -> dict[str, dict]:
     """All metrics saved in a run, keyed by notebook stem."""
     folder = run_path(run_dir, "metrics", create=False)
     return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
+
+
+def task_blocks(metrics: dict[str, dict]) -> dict[str, dict]:
+    """Every task block of a run ({"task", "headline", "models", ...}) by name, from all notebooks' metrics:
+    a notebook saves one block at its top level (named after the notebook) or several under "tasks"."""
+    blocks = {}
+    for stem, m in metrics.items():
+        if isinstance(m.get("tasks"), dict):
+            blocks.update({name: b for name, b in m["tasks"].items() if isinstance(b, dict) and "models" in b})
+        elif "models" in m and "headline" in m:
+            blocks[m.get("task", stem)] = m
+    return blocks
+
+
+def comparison_table(metrics: dict[str, dict]):
+    """Models x tasks DataFrame of each task's headline metric (NaN where a model was not scored; lower-is-better
+    metrics are kept as measured and marked with a trailing '↓' in the column name)."""
+    import pandas as pd
+
+    columns = {}
+    for name, block in sorted(task_blocks(metrics).items()):
+        key = block["headline"]
+        label = f"{name} {key}" + ("" if block.get("higher_is_better", True) else " ↓")
+        columns[label] = {model: scores.get(key) if isinstance(scores, dict) else None
+                          for model, scores in block["models"].items()}
+    return pd.DataFrame(columns).astype(float)
+
+
+def radar_scores(table):
+    """The comparison table with lower-is-better columns inverted (best / value), ready for `viz.radar_chart`."""
+    out = table.copy()
+    for col in out.columns:
+        if col.endswith("↓"):
+            out[col] = out[col].min() / out[col]
+    return out
+
+
+def provenance(run_dir: str | os.PathLike) -> dict:
+    """What produced the run: git commit, preset, seed, versions, device, wall time per notebook."""
+    import platform
+    import subprocess
+
+    from .environment import check_device, check_versions
+    from .paths import ROOT
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    run = json.loads(p.read_text()) if (p := run_path(run_dir, "run.json", create=False)).exists() else {}
+    return {
+        "git_commit": git("rev-parse", "HEAD") or "unknown (not a git checkout)",
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "preset": run.get("preset"), "seed": run.get("seed"), "started": run.get("started"),
+        "python": platform.python_version(),
+        "versions": {c.name: c.detail for c in check_versions()},
+        "device": "; ".join(c.detail for c in check_device()),
+        "wall_time_s": {nb["name"]: nb["seconds"] for nb in run.get("notebooks", [])},
+    }
+
+
+def report_section(table, provenance_: dict, figures: dict[str, str], not_provided: dict[str, str]) -> str:
+    """The HTML block `klip run` puts at the top of the run's index.html: figures, table, provenance."""
+    import html
+
+    imgs = "".join(f'<figure><img src="{html.escape(src)}" style="max-width:720px"><figcaption>'
+                   f'{html.escape(caption)}</figcaption></figure>' for caption, src in figures.items())
+    missing = "".join(f"<li>{html.escape(k)}: not provided ({html.escape(v)})</li>" for k, v in not_provided.items())
+    prov = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(json.dumps(v) if isinstance(v, dict) else str(v))}"
+                   f"</td></tr>" for k, v in provenance_.items())
+    return (f"<h2>Comparison</h2>{imgs}{table.to_html(float_format=lambda v: f'{v:.3f}', na_rep='n/a')}"
+            + (f"<h3>External models</h3><ul>{missing}</ul>" if missing else "")
+            + f"<h2>Provenance</h2><table>{prov}</table>")

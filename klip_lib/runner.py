@@ -24,6 +24,7 @@ from . import paths
 from .presets import UnknownPresetError, get_preset
 from .report import load_metrics, write_json_atomic
 
+REPORT_SECTION = "report_section.html"
 KERNEL_NAME = "klip"  # registered for the project's venv by `make` (python -m ipykernel install --sys-prefix)
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[\w-]+\.ipynb$")
 
@@ -165,10 +166,8 @@ def write_index(run_dir: Path, record: RunRecord, metrics: dict[str, dict]) -> P
         err = f"<br><small>{html.escape(r.error)}</small>" if r.error else ""
         rows.append(f"<tr class='{r.status}'><td>{link}</td><td>{r.status}{err}</td>"
                     f"<td>{r.seconds:.1f} s</td><td><ul>{shown}</ul></td></tr>")
-    extra = ""
-    report_html = run_dir / "report.html"
-    if report_html.exists():
-        extra = '<p><a href="report.html">Full report: radar chart, comparison table, provenance</a></p>'
+    section = run_dir / REPORT_SECTION  # written by the report notebook: radar chart, table, provenance
+    extra = section.read_text() if section.exists() else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>KLIP run {html.escape(record.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}}
 table{{border-collapse:collapse}}tr.failed{{background:#fdd}}tr.ok td:nth-child(2){{color:#070}}ul{{margin:0}}</style>
@@ -220,6 +219,7 @@ def run(preset: str = "smoke", seed: int = 0, only: list[str] | None = None, sta
         print(f"[{i}/{len(chosen)}] {nb.stem} ...", flush=True)
         result = execute(nb, run_dir, preset, seed, kernel)
         record.notebooks.append(result)
+        write_json_atomic(run_dir / "run.json", asdict(record))  # so far: the report notebook reads the timings
         print(f"[{i}/{len(chosen)}] {nb.stem} {result.status} in {result.seconds:.1f} s", flush=True)
         if result.status != "ok":
             failed = result

@@ -399,18 +399,27 @@ def ensure_shards(run_dir, preset: str = "smoke", seed: int = 0) -> Path:
     return folder
 
 
-def ensure_pretrained(run_dir, objective: str, preset: str = "smoke", seed: int = 0, captions=None) -> Path:
-    """The folder of a model pretrained with `objective` in this run (trained at the preset when missing)."""
+def pretrain_dir(run_dir, objective: str) -> Path:
+    """Where a run keeps the model pretrained with `objective`: run_dir/pretrain/<objective>/."""
     from .paths import run_path
 
-    out = run_path(run_dir, "pretrain", objective.replace("+", "_"))
+    return run_path(run_dir, "pretrain", objective.replace("+", "_"))
+
+
+def ensure_pretrained(run_dir, objective: str, preset: str = "smoke", seed: int = 0) -> Path:
+    """The folder of a model pretrained with `objective` in this run (trained at the preset when missing),
+    on the run's HCoT captions (template captions are made when the run has none)."""
+    from .hcot.generate import ensure_captions
+
+    out = pretrain_dir(run_dir, objective)
     if not (out / "model" / "config.json").exists():
         print(f"no {objective} model in {out}: pretraining one at the {preset} preset")
         model_config, cfg = configs_for(preset, objective=objective, seed=seed)
+        captions = ensure_captions(run_dir, preset, seed)
         if objective == "klip":
             from .scio import pretrain_klip
 
-            pretrain_klip(run_dir, out, model_config, cfg, preset=preset, seed=seed)
+            pretrain_klip(run_dir, out, model_config, cfg, captions, preset=preset, seed=seed)
         else:
             pretrain(ensure_shards(run_dir, preset, seed), out, model_config, cfg, captions=captions, resume=False)
     return out / "model"

@@ -37,3 +37,28 @@ def show_tiles(tiles: list[np.ndarray], titles: list[str] | None = None, cols: i
             ax.set_title(titles[i], fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def radar_chart(scores, title: str = "", save_to=None):
+    """A radar chart of models (rows) over task axes (columns) of a DataFrame, each axis normalised by its best
+    model (1 = best on that axis, as in the paper's comparison figure); missing scores are drawn at 0."""
+    import matplotlib.pyplot as plt
+
+    axes_names = list(scores.columns)
+    best = scores.max(axis=0).replace(0, np.nan)
+    normalised = (scores / best).fillna(0.0).clip(lower=0)
+    angles = np.linspace(0, 2 * np.pi, len(axes_names), endpoint=False).tolist()
+    fig, ax = plt.subplots(figsize=(7, 7), subplot_kw={"polar": True})
+    for model, row in normalised.iterrows():
+        values = row.tolist()
+        ax.plot(angles + angles[:1], values + values[:1], label=model, linewidth=1.8)
+        ax.fill(angles + angles[:1], values + values[:1], alpha=0.08)
+    ax.set_xticks(angles)
+    ax.set_xticklabels([a.replace("/", "\n") for a in axes_names], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_yticks([0.25, 0.5, 0.75, 1.0])
+    ax.set_title(title or "scores normalised per axis (1 = best model)", pad=24)
+    ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1))
+    if save_to:
+        fig.savefig(save_to, dpi=110, bbox_inches="tight")
+    return fig

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,22 +68,20 @@ class TransformersBackend:
     def __init__(self, model: str = "", max_new_tokens: int = 32, batch_size: int = 16,
                  dimensions: tuple[str, ...] = CAPTION_DIMENSIONS, threads: int = 0):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from .local_lm import load_causal_lm
 
         path = Path(model) if model else smollm2_path() / SMOLLM2_GGUF
         if not path.exists():
             raise BackendError(f"model {path} not found: pass a transformers model folder or a .gguf file")
-        folder, gguf = (path.parent, {"gguf_file": path.name}) if path.suffix == ".gguf" else (path, {})
         if threads:
             torch.set_num_threads(threads)
         self.torch = torch
         self.model = str(path.name if not model else model)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, **gguf)
+        self.tokenizer, self.lm = load_causal_lm(path)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32,
-                                                       **gguf).eval()
         self.max_new_tokens, self.batch_size, self.dimensions = max_new_tokens, batch_size, dimensions
 
     def _prefill(self, dim: str) -> str:
@@ -143,6 +142,8 @@ class OpenAIBackend:
         self.retries, self.backoff_s, self.max_tokens, self.json_mode = retries, backoff_s, max_tokens, json_mode
         key = os.environ.get(api_key_env, "")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0}  # summed over answers, as the server reports
+        self.lock = threading.Lock()
         self.client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s,
                                    limits=httpx.Limits(max_connections=concurrency))
 
@@ -164,13 +165,23 @@ class OpenAIBackend:
                 problem = f"HTTP {r.status_code} from {r.url}"
                 continue
             if r.status_code != 200:
-                raise BackendError(f"HTTP {r.status_code} from {r.url}: {r.text[:200]} (check --base-url, "
-                                   f"--model and the API key variable)")
+                hint = "" if r.status_code == 400 else " (check --base-url, --model and the API key variable)"
+                raise BackendError(f"HTTP {r.status_code} from {r.url}: {_error_message(r)}{hint}")
             try:
-                return r.json()["choices"][0]["message"]["content"] or ""
+                reply = r.json()
+                content = reply["choices"][0]["message"]["content"] or ""
             except (ValueError, KeyError, IndexError, TypeError):
                 problem = f"malformed response body from {r.url}: {r.text[:80]!r}"
+                continue
+            self._count(reply.get("usage"))
+            return content
         raise BackendError(f"no answer after {self.retries + 1} tries: {problem}")
+
+    def _count(self, usage) -> None:
+        if isinstance(usage, dict):
+            with self.lock:
+                for k in self.usage:
+                    self.usage[k] += int(usage.get(k) or 0)
 
     def _ask_safe(self, job: Job) -> str | Exception:
         try:
@@ -181,6 +192,14 @@ class OpenAIBackend:
     def draft(self, jobs: list[Job]) -> list[str | Exception]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(self._ask_safe, jobs))
+
+
+def _error_message(r) -> str:
+    """The server's own words from an error response (OpenAI's {"error": {"message": ...}}), else its body."""
+    try:
+        return str(r.json()["error"]["message"])[:300]
+    except (ValueError, KeyError, TypeError):
+        return r.text[:200]
 
 
 BACKENDS = ("template", "transformers", "openai")
