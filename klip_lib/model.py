@@ -133,6 +133,9 @@ def _bert_config(config: KlipConfig) -> BertConfig:
 class KlipModel(nn.Module):
     """ALBEF/BLIP-style SAR vision-language model: ITC with momentum queue, ITM, knowledge-slot MLM."""
 
+    has_text = True  # the tasks ask external adapters (klip_lib.tasks.external) the same questions
+    has_itm = True
+
     def __init__(self, config: KlipConfig, tokenizer=None, allow_pickle: bool = False):
         super().__init__()
         bert, text_state = self._resolve_text(config, allow_pickle)

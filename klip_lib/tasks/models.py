@@ -1,7 +1,8 @@
 """The models every task scores, by name, so each notebook compares the same set on the same split.
 
 `random` is the untrained model of the preset (same seed, same architecture); the pretrained ones come
-from `klip_lib.train.ensure_pretrained` (trained at the preset when missing from the run folder).
+from `klip_lib.train.ensure_pretrained` (trained at the preset when missing from the run folder). External
+foundation models named by local path join them through `external` (klip_lib.tasks.external).
 """
 
 from __future__ import annotations
@@ -45,7 +46,28 @@ def load_model(run_dir: str | os.PathLike, name: str, preset: str = "smoke", see
     return model.eval()
 
 
+class ModelSet(dict):
+    """{name: model} in the order given, plus `not_provided`: {name: reason} of external models that did not load."""
+
+    def __init__(self, models: dict, not_provided: dict[str, str] | None = None):
+        super().__init__(models)
+        self.not_provided = dict(not_provided or {})
+
+
 def load_models(run_dir: str | os.PathLike, names: str | list[str] = DEFAULT_MODELS, preset: str = "smoke",
-                seed: int = 0) -> dict[str, KlipModel]:
-    """The named models, in the order given."""
-    return {name: load_model(run_dir, name, preset, seed) for name in parse_names(names)}
+                seed: int = 0, external: str = "") -> ModelSet:
+    """The named models in the order given, then the `external` ones (comma-separated name=kind:path, see
+    klip_lib.tasks.external) adapted to the preset's image size and channels; external models that cannot be
+    loaded are listed in the result's `not_provided` with the reason."""
+    from ..presets import section
+    from .external import load_external, parse_external
+
+    clash = [s.name for s in parse_external(external) if s.name in MODELS]
+    if clash:
+        raise ValueError(f"external model name(s) {clash} are built-in names: rename them")
+    models = {name: load_model(run_dir, name, preset, seed) for name in parse_names(names)}
+    if not external.strip():
+        return ModelSet(models)
+    config = KlipConfig(**section(preset, "model"))
+    loaded, not_provided = load_external(external, config.image_size, config.in_chans)
+    return ModelSet({**models, **loaded}, not_provided)
