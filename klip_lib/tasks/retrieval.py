@@ -1,0 +1,193 @@
+"""Image-text retrieval on held-out cities: ITC ranks every pair, ITM re-ranks the top k (as BLIP does).
+
+Recall@K is the share of queries whose first correct item is among the K best; `r_mean` is the mean of the
+six recalls (image-to-text and text-to-image at 1, 5 and 10), as the paper reports it. Scores are fractions.
+`load_split` gathers one split's images, facts and captions for all the vision-language tasks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..model import KlipModel
+
+KS = (1, 5, 10)
+RECALL_KEYS = tuple(f"{d}_r{k}" for d in ("i2t", "t2i") for k in KS) + ("r_mean",)
+
+
+@dataclass
+class SplitData:
+    images: torch.Tensor  # [N, C, S, S] normalised model images
+    tile_ids: list[str]  # tile id per image
+    facts: list[dict]  # facts record per image
+    records: list[list[dict]]  # the tile's HCoT caption records (status ok), at least one per tile
+
+
+def load_split(run_dir: str | os.PathLike, split: str = "test", preset: str = "smoke", seed: int = 0) -> SplitData:
+    """Tiles of one split that have facts and captions (shards and template captions are built when missing)."""
+    from ..data import ShardDataset
+    from ..hcot.generate import ensure_captions, read_captions
+    from ..train import ensure_shards
+
+    captions = ensure_captions(run_dir, preset, seed)
+    by_tile: dict[str, list[dict]] = {}
+    for rec in read_captions(captions):
+        if rec.get("status") == "ok" and rec.get("text"):
+            by_tile.setdefault(rec["tile_id"], []).append(rec)
+    ds = ShardDataset(ensure_shards(run_dir, preset, seed), split=split)
+    keep = [i for i, t in enumerate(ds.tiles) if t["facts"] and t["tile_id"] in by_tile]
+    if not keep:
+        raise ValueError(f"{run_dir}: no tiles with facts and captions in split {split!r}; "
+                         "simulate more tiles or pick another split")
+    return SplitData(images=torch.stack([ds[i]["image"] for i in keep]),
+                     tile_ids=[ds.tiles[i]["tile_id"] for i in keep],
+                     facts=[ds.tiles[i]["facts"] for i in keep],
+                     records=[by_tile[ds.tiles[i]["tile_id"]] for i in keep])
+
+
+@dataclass
+class RetrievalConfig:
+    k_test: int = 8  # ITC candidates per query that ITM re-ranks (BLIP's k_test)
+    batch_size: int = 64  # images, captions or ITM pairs per forward pass
+
+
+def retrieval_texts(data: SplitData) -> tuple[list[str], list[int]]:
+    """Every caption of the split and the index of its image."""
+    texts, text_image = [], []
+    for i, recs in enumerate(data.records):
+        texts += [r["text"] for r in recs]
+        text_image += [i] * len(recs)
+    return texts, text_image
+
+
+def recall_at_k(scores: np.ndarray, text_image: list[int]) -> dict[str, float]:
+    """Recall@1/5/10 both ways and r_mean from an [images, texts] score matrix (higher = better match)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    text_image = np.asarray(text_image)
+    i2t = [np.flatnonzero(text_image[np.argsort(-row, kind="stable")] == i)[0] for i, row in enumerate(scores)]
+    t2i = [np.flatnonzero(np.argsort(-col, kind="stable") == text_image[j])[0] for j, col in enumerate(scores.T)]
+    out = {f"{name}_r{k}": float(np.mean(np.asarray(ranks) < k)) for name, ranks in (("i2t", i2t), ("t2i", t2i))
+           for k in KS}
+    out["r_mean"] = float(np.mean([out[key] for key in RECALL_KEYS[:-1]]))
+    return out
+
+
+def random_ranking_recall(n_images: int, text_image: list[int]) -> dict[str, float]:
+    """The expected recalls of a uniformly random ranking (the trivial baseline), computed exactly."""
+    n_texts = len(text_image)
+    per_image = np.bincount(text_image, minlength=n_images)
+    out = {}
+    for k in KS:
+        # image query: 1 - P(none of its g captions among the first k of n_texts)
+        m = min(k, n_texts)
+        out[f"i2t_r{k}"] = float(np.mean([1 - math.comb(n_texts - g, m) / math.comb(n_texts, m) for g in per_image]))
+    for k in KS:
+        out[f"t2i_r{k}"] = min(k, n_images) / n_images
+    out["r_mean"] = float(np.mean([out[key] for key in RECALL_KEYS[:-1]]))
+    return out
+
+
+@torch.no_grad()
+def itc_scores(model: KlipModel, images: torch.Tensor, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+    """Cosine similarities [images, texts] of the normalised ITC features."""
+    image_feat = torch.cat([model.encode_image(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+    text_feat = []
+    for i in range(0, len(texts), batch_size):
+        text_feat.append(model.encode_text(**model.tokenize(texts[i:i + batch_size])))
+    return image_feat @ torch.cat(text_feat).T
+
+
+@torch.no_grad()
+def itm_rerank(model: KlipModel, images: torch.Tensor, texts: list[str], sim: torch.Tensor,
+               cfg: RetrievalConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image-to-text, text-to-image) score matrices: ITM probability + ITC similarity on each query's top k
+    ITC candidates, -100 elsewhere (ranked last)."""
+    tokens = model.tokenize(texts)
+    i2t = torch.full_like(sim, -100.0)
+    t2i = torch.full_like(sim, -100.0)
+    k_text, k_image = min(cfg.k_test, sim.shape[1]), min(cfg.k_test, sim.shape[0])
+    pairs = [(i, int(j), "i2t") for i in range(sim.shape[0]) for j in sim[i].topk(k_text).indices]
+    pairs += [(int(i), j, "t2i") for j in range(sim.shape[1]) for i in sim[:, j].topk(k_image).indices]
+    for start in range(0, len(pairs), cfg.batch_size):
+        chunk = pairs[start:start + cfg.batch_size]
+        rows, cols = [p[0] for p in chunk], [p[1] for p in chunk]
+        itm = model.itm_score(images[rows], tokens["input_ids"][cols], tokens["attention_mask"][cols])
+        for (i, j, way), p in zip(chunk, itm.tolist()):
+            (i2t if way == "i2t" else t2i)[i, j] = p + float(sim[i, j])
+    return i2t, t2i
+
+
+def evaluate_retrieval(model: KlipModel, data: SplitData, cfg: RetrievalConfig | None = None) -> dict:
+    """Recalls with ITM re-ranking (the main keys) and with ITC alone (keys prefixed `itc_`), plus the
+    score matrices (`scores`: the re-ranked text-to-image one, for plotting examples)."""
+    cfg = cfg or RetrievalConfig()
+    model.eval()
+    texts, text_image = retrieval_texts(data)
+    sim = itc_scores(model, data.images, texts, cfg.batch_size)
+    i2t, t2i = itm_rerank(model, data.images, texts, sim, cfg)
+    reranked = {k: v for k, v in recall_at_k(i2t.numpy(), text_image).items() if k.startswith("i2t")}
+    reranked.update({k: v for k, v in recall_at_k(t2i.numpy(), text_image).items() if k.startswith("t2i")})
+    reranked["r_mean"] = float(np.mean([reranked[key] for key in RECALL_KEYS[:-1]]))
+    itc = {f"itc_{k}": v for k, v in recall_at_k(sim.numpy(), text_image).items()}
+    return {"metrics": {**reranked, **itc}, "scores": t2i.numpy(), "texts": texts, "text_image": text_image}
+
+
+def plot_recalls(metrics: dict[str, dict], baseline: dict, path: str | os.PathLike | None = None):
+    """Grouped bars of every recall per model, the random-ranking baseline as the last group."""
+    import matplotlib.pyplot as plt
+
+    rows = {**metrics, "random ranking": baseline}
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    width = 0.8 / len(rows)
+    for n, (name, m) in enumerate(rows.items()):
+        ax.bar(np.arange(len(RECALL_KEYS)) + n * width, [100 * m[k] for k in RECALL_KEYS], width, label=name)
+    ax.set_xticks(np.arange(len(RECALL_KEYS)) + 0.4 - width / 2, RECALL_KEYS)
+    ax.set_ylabel("recall (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def plot_examples(data: SplitData, results: dict[str, dict], queries: int = 2, top: int = 4,
+                  path: str | os.PathLike | None = None):
+    """Text-to-image examples: per model and query caption, the `top` best images (green frame: correct)."""
+    import matplotlib.pyplot as plt
+
+    from ..viz import sar_rgb
+
+    top = min(top, len(data.images))
+    rows = [(name, j) for name, r in results.items() for j in range(min(queries, len(r["texts"])))]
+    fig, axes = plt.subplots(len(rows), top + 1, figsize=(2.2 * (top + 1.5), 2.2 * len(rows)), squeeze=False,
+                             gridspec_kw={"width_ratios": [2.5] + [1] * top})
+    for ax_row, (name, j) in zip(axes, rows):
+        r = results[name]
+        ax_row[0].axis("off")
+        ax_row[0].text(0, 0.5, f"{name}\n" + "\n".join(_wrap(r["texts"][j], 40, 6)), fontsize=7, va="center")
+        for ax, i in zip(ax_row[1:], np.argsort(-r["scores"][:, j], kind="stable")[:top]):
+            ax.imshow(sar_rgb(data.images[i].numpy()))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            color = "green" if i == r["text_image"][j] else "red"
+            for spine in ax.spines.values():
+                spine.set_color(color)
+                spine.set_linewidth(3)
+            ax.set_title(data.tile_ids[i], fontsize=7)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def _wrap(text: str, width: int, lines: int) -> list[str]:
+    """The first `lines` lines of text wrapped at `width` characters."""
+    import textwrap
+
+    return textwrap.wrap(text, width)[:lines]

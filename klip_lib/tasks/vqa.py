@@ -1,0 +1,184 @@
+"""VQA with the paper's six question kinds, generated from ground truth, answered by the image-grounded text
+encoder: a classifier over an answer vocabulary on the fused [CLS] (BLIP/ALBEF's VQA-as-classification).
+
+Kinds: count, target recognition, target position on the 3x3 grid, main landform, all landforms, regional
+landform; several templates each. Answers are canonical strings, so accuracy is exact match. The image and
+text encoders stay frozen (their outputs are computed once); the fusion layers and the head are fine-tuned.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..model import KlipModel
+from ..vocab import GRID_CELLS, LANDCOVER_CLASSES, TARGET_CLASSES
+from .retrieval import SplitData
+
+KINDS = ("count", "recognition", "position", "main_landform", "all_landforms", "regional_landform")
+PLURALS = {"ship": "ships", "aircraft": "aircraft", "storage tank": "storage tanks", "vehicle": "vehicles"}
+TEMPLATES = {
+    "count": ("how many {plural} are there in the image?", "what is the number of {plural}?",
+              "count the {plural} in this sar image."),
+    "recognition": ("what kinds of targets are in the image?", "which targets can be seen?",
+                    "what objects are visible in this sar image?"),
+    "position": ("where is the largest {target} in the image?", "in which part of the image is the largest {target}?",
+                 "which grid cell holds the biggest {target}?"),
+    "main_landform": ("what is the main land cover?", "which land cover dominates the image?",
+                      "what is the prevailing landform of this tile?"),
+    "all_landforms": ("which land covers are present?", "what landforms appear in the image?",
+                      "list the land cover types in this tile."),
+    "regional_landform": ("what is the main land cover in the {cell} of the image?",
+                          "which land cover dominates the {cell} part?", "what covers the {cell} region?"),
+}
+REGIONAL_CELLS = 3  # grid cells asked about per tile
+
+
+@dataclass
+class Question:
+    tile: int  # index of the tile in its SplitData
+    kind: str  # one of KINDS
+    text: str  # the question
+    answer: str  # canonical answer
+    subject: str | None = None  # the target class or grid cell asked about
+
+
+def _joined(names: list[str], order: tuple[str, ...]) -> str:
+    """Names in vocabulary order joined by ' and ', or 'none'."""
+    return " and ".join(n for n in order if n in names) or "none"
+
+
+def tile_questions(facts: dict, tile: int, seed: int = 0) -> list[Question]:
+    """The questions of one tile with their true answers; templates and sampled subjects drawn from (tile, seed)."""
+    rng = random.Random(f"{facts['tile_id']}:{seed}")
+    ask = lambda kind, answer, subject=None, **words: Question(  # noqa: E731
+        tile, kind, rng.choice(TEMPLATES[kind]).format(**words), answer, subject)
+    counts = {c: sum(t["class"] == c for t in facts["targets"]) for c in TARGET_CLASSES}
+    present = [c for c in TARGET_CLASSES if counts[c]]
+    absent = [c for c in TARGET_CLASSES if not counts[c]]
+    asked = present + ([rng.choice(absent)] if absent else [])
+    out = [ask("count", str(counts[c]), c, plural=PLURALS[c]) for c in asked]
+    out.append(ask("recognition", _joined(present, TARGET_CLASSES)))
+    for c in present:
+        largest = max((t for t in facts["targets"] if t["class"] == c), key=lambda t: t["length_m"])
+        out.append(ask("position", largest["grid_cell"], c, target=c))
+    out.append(ask("main_landform", facts["main_landform"]))
+    out.append(ask("all_landforms", _joined(facts["landforms_present"], LANDCOVER_CLASSES)))
+    for cell in rng.sample(GRID_CELLS, REGIONAL_CELLS):
+        out.append(ask("regional_landform", facts["regional_landform"][cell], cell, cell=cell))
+    return out
+
+
+def make_questions(data: SplitData, seeds: tuple[int, ...] = (0,)) -> list[Question]:
+    """Questions of every tile of the split, one draw of templates and subjects per seed."""
+    return [q for seed in seeds for i, f in enumerate(data.facts) for q in tile_questions(f, i, seed)]
+
+
+def majority_answers(questions: list[Question]) -> dict[str, str]:
+    """The most common answer per question kind (the trivial baseline, taken from the training questions)."""
+    return {k: Counter(q.answer for q in questions if q.kind == k).most_common(1)[0][0]
+            for k in KINDS if any(q.kind == k for q in questions)}
+
+
+def accuracy(questions: list[Question], predictions: list[str]) -> dict[str, float]:
+    """Exact-match accuracy per kind (`acc/<kind>`) and overall (`accuracy`, over all questions)."""
+    hits = [q.answer == p for q, p in zip(questions, predictions, strict=True)]
+    out = {f"acc/{k}": float(np.mean([h for q, h in zip(questions, hits) if q.kind == k]))
+           for k in KINDS if any(q.kind == k for q in questions)}
+    out["accuracy"] = float(np.mean(hits))
+    return out
+
+
+@dataclass
+class VqaConfig:
+    steps: int = 150  # fine-tuning steps of the fusion layers and the answer head
+    batch_size: int = 32  # questions per step
+    lr: float = 5e-4  # AdamW learning rate (constant)
+    train_draws: int = 3  # template draws per training tile (more phrasings of the same facts)
+    seed: int = 0  # drives the batches and dropout
+
+
+class VqaModel(nn.Module):
+    """Frozen encoders' outputs -> fine-tuned fusion layers -> MLP over the fused [CLS] -> answer logits."""
+
+    def __init__(self, model: KlipModel, answers: list[str]):
+        super().__init__()
+        self.encoder = model
+        self.answers = answers
+        self.fusion = copy.deepcopy(model.fusion)
+        hidden = model.config.text_hidden
+        self.head = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, len(answers)))
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, questions: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Image tokens [N, T, W] and question token embeddings of the frozen encoders."""
+        tokens = self.encoder.tokenize(questions)
+        image_tokens, _ = self.encoder._image(images)
+        text_embeds, _ = self.encoder._text(tokens["input_ids"], tokens["attention_mask"])
+        return image_tokens, {"embeds": text_embeds, "mask": tokens["attention_mask"]}
+
+    def forward(self, image_tokens: torch.Tensor, text_embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Answer logits [B, answers] for questions about the matching images."""
+        return self.head(self.fusion(text_embeds, mask, image_tokens)[:, 0])
+
+
+def fine_tune(model: KlipModel, data: SplitData, cfg: VqaConfig | None = None, progress: bool = True) -> VqaModel:
+    """A VqaModel trained on the split's questions (answers seen in training make the vocabulary)."""
+    cfg = cfg or VqaConfig()
+    torch.manual_seed(cfg.seed)
+    questions = make_questions(data, tuple(range(cfg.seed, cfg.seed + cfg.train_draws)))
+    answers = sorted({q.answer for q in questions})
+    vqa = VqaModel(model, answers)
+    image_tokens, text = vqa.encode(data.images, [q.text for q in questions])
+    tiles = torch.tensor([q.tile for q in questions])
+    labels = torch.tensor([answers.index(q.answer) for q in questions])
+    params = [*vqa.fusion.parameters(), *vqa.head.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.05)
+    g = torch.Generator().manual_seed(cfg.seed)
+    vqa.train()
+    for _ in tqdm(range(cfg.steps), desc="vqa", disable=not progress):
+        b = torch.randint(len(questions), (cfg.batch_size,), generator=g)
+        logits = vqa(image_tokens[tiles[b]], text["embeds"][b], text["mask"][b])
+        loss = F.cross_entropy(logits, labels[b])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return vqa.eval()
+
+
+@torch.no_grad()
+def predict(vqa: VqaModel, data: SplitData, questions: list[Question]) -> list[str]:
+    """The answer of highest score per question."""
+    image_tokens, text = vqa.encode(data.images, [q.text for q in questions])
+    tiles = torch.tensor([q.tile for q in questions])
+    logits = vqa(image_tokens[tiles], text["embeds"], text["mask"])
+    return [vqa.answers[i] for i in logits.argmax(1).tolist()]
+
+
+def plot_accuracy(metrics: dict[str, dict], path: str | os.PathLike | None = None):
+    """Bars of the accuracy per question kind and overall, one colour per model (the baseline included)."""
+    import matplotlib.pyplot as plt
+
+    keys = [f"acc/{k}" for k in KINDS] + ["accuracy"]
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    width = 0.8 / len(metrics)
+    x = np.arange(len(keys))
+    for n, (name, m) in enumerate(metrics.items()):
+        ax.bar(x + n * width, [m.get(k, np.nan) for k in keys], width, label=name)
+    ax.set_xticks(x + 0.4 - width / 2, list(KINDS) + ["overall"], rotation=20, fontsize=8)
+    ax.set_ylabel("exact-match accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=100)
+    return fig
