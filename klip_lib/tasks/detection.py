@@ -1,0 +1,264 @@
+"""Target detection: torchvision Faster R-CNN on a ViTDet simple feature pyramid over the frozen image
+encoder, scored with COCO mAP and mAP@50 (torchmetrics' MeanAveragePrecision, pycocotools backend).
+
+Simulated data: the run's tiles cut at their own pixel spacing into windows of the model's image size,
+ships and aircraft as the two classes, split by the tiles' geographic split. Real data: HRSID scenes
+resized and cut the same way, boxes from the instance masks, whole scenes held out for the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchmetrics.detection import MeanAveragePrecision
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.ops import MultiScaleRoIAlign
+
+from .backbone import PYRAMID_STRIDES, SimpleFeaturePyramid
+
+SIM_DETECTION_CLASSES = ("ship", "aircraft")  # label k + 1 (0 is the background of torchvision's detectors)
+
+
+@dataclass
+class DetectionSet:
+    """Image windows with boxes, each window in the train or test split."""
+
+    images: torch.Tensor  # [N, C, S, S] normalised dB
+    boxes: list[torch.Tensor]  # per window [K, 4] float x0, y0, x1, y1 in pixels
+    labels: list[torch.Tensor]  # per window [K] int64, 1..len(classes)
+    split: list[str]  # "train" / "test" per window
+    classes: tuple[str, ...]  # class names of labels 1..n
+    names: list[str]  # where each window comes from
+
+    def part(self, name: str) -> DetectionSet:
+        """The windows of one split."""
+        keep = [i for i, s in enumerate(self.split) if s == name]
+        return DetectionSet(self.images[keep], [self.boxes[i] for i in keep], [self.labels[i] for i in keep],
+                            [name] * len(keep), self.classes, [self.names[i] for i in keep])
+
+    def n_boxes(self) -> dict[str, int]:
+        """Boxes per split."""
+        return {p: sum(len(b) for b, s in zip(self.boxes, self.split) if s == p) for p in ("train", "test")}
+
+
+def crop_boxes(boxes: np.ndarray, labels: np.ndarray, window: tuple[int, int, int, int],
+               min_visible: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes clipped to `window` (col, row, width, height), in window pixels; a box keeps its place when at
+    least `min_visible` of its area lies inside."""
+    c, r, w, h = window
+    if not len(boxes):
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+    clipped = np.stack([np.clip(boxes[:, 0] - c, 0, w), np.clip(boxes[:, 1] - r, 0, h),
+                        np.clip(boxes[:, 2] - c, 0, w), np.clip(boxes[:, 3] - r, 0, h)], 1)
+    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+    keep = area(clipped) >= min_visible * np.maximum(area(boxes), 1e-6)
+    return clipped[keep].astype(np.float32), labels[keep].astype(np.int64)
+
+
+def _windows(height: int, width: int, size: int) -> list[tuple[int, int, int, int]]:
+    """Non-overlapping size x size windows covering the image (the last row/column shifted inside)."""
+    starts = lambda n: sorted({min(s, max(n - size, 0)) for s in range(0, n, size)})  # noqa: E731
+    return [(c, r, size, size) for r in starts(height) for c in starts(width)]
+
+
+def _cut(db: np.ndarray, pols: list[str], boxes, labels, size: int, channels: int):
+    """(image, boxes, labels) of every window of one image at its own pixel spacing."""
+    from ..data.dataset import to_model_image
+
+    out = []
+    for win in _windows(db.shape[1], db.shape[2], size):
+        c, r, w, h = win
+        patch = np.full((db.shape[0], size, size), np.nan, np.float32)
+        part = db[:, r:r + h, c:c + w]
+        patch[:, :part.shape[1], :part.shape[2]] = part
+        b, lab = crop_boxes(boxes, labels, win)
+        out.append((to_model_image(patch, pols, channels, size), torch.from_numpy(b), torch.from_numpy(lab), win))
+    return out
+
+
+def sim_detection_set(index_path: str | os.PathLike, size: int, channels: int = 2,
+                      classes: tuple[str, ...] = SIM_DETECTION_CLASSES) -> DetectionSet:
+    """Windows of `size` px cut from every tile with ground truth, boxes of the targets of `classes`; split
+    "train" from train-city tiles, "test" from the held-out val and test cities."""
+    import pyarrow.parquet as pq
+
+    from ..data.geotiff import read_tile
+
+    index_path = Path(index_path)
+    rows = pq.read_table(index_path, columns=["tile_id", "path", "split", "facts_path"]).to_pylist()
+    items = []
+    for row in (r for r in rows if r["facts_path"]):
+        facts = json.loads((index_path.parent / row["facts_path"]).read_text())
+        targets = [t for t in facts["targets"] if t["class"] in classes]
+        boxes = np.asarray([t["bbox"] for t in targets], np.float32).reshape(-1, 4)
+        labels = np.asarray([classes.index(t["class"]) + 1 for t in targets], np.int64)
+        bands, meta = read_tile(index_path.parent / row["path"])
+        split = "train" if row["split"] == "train" else "test"
+        items += [(*w[:3], split, f"{row['tile_id']}@{w[3][0]},{w[3][1]}")
+                  for w in _cut(bands, meta.polarizations, boxes, labels, size, channels)]
+    return _collect(items, classes, index_path)
+
+
+def hrsid_detection_set(scenes: list, size: int, scene_size: int = 256, channels: int = 2,
+                        test_scenes: int = 1) -> DetectionSet:
+    """HRSID scenes (`real_data.load_hrsid`) resized to `scene_size` px and cut into `size` px windows; the
+    first `test_scenes` scenes (sorted by name) are the test split, the rest train. One class: ship."""
+    from .real_data import HRSID_POLS
+
+    items = []
+    for k, scene in enumerate(sorted(scenes, key=lambda s: s.name)):
+        scale = scene_size / max(scene.db.shape[1:])
+        h, w = (round(n * scale) for n in scene.db.shape[1:])
+        db = F.interpolate(torch.from_numpy(np.nan_to_num(scene.db, nan=0.0))[None], size=(h, w), mode="bilinear",
+                           antialias=True, align_corners=False)[0].numpy()
+        labels = np.ones(len(scene.boxes), np.int64)
+        split = "test" if k < test_scenes else "train"
+        items += [(*w_[:3], split, f"{scene.name}@{w_[3][0]},{w_[3][1]}")
+                  for w_ in _cut(db, HRSID_POLS, scene.boxes * scale, labels, size, channels)]
+    return _collect(items, ("ship",), "HRSID scenes")
+
+
+def _collect(items: list, classes: tuple[str, ...], source) -> DetectionSet:
+    if not items:
+        raise ValueError(f"{source}: no image windows to detect on")
+    images, boxes, labels, split, names = zip(*items)
+    return DetectionSet(torch.stack(images), list(boxes), list(labels), list(split), tuple(classes), list(names))
+
+
+@dataclass
+class DetectorConfig:
+    channels: int = 64  # width of the feature-pyramid maps
+    anchor_sizes: tuple[int, ...] = (4, 8, 16, 32)  # anchor side in pixels, one per pyramid level
+    representation: int = 256  # width of the box head's two MLP layers
+    steps: int = 30  # optimiser steps
+    batch_size: int = 8  # windows per step
+    lr: float = 2e-3  # AdamW learning rate of pyramid and heads (the encoder is frozen)
+    rois: int = 64  # proposals sampled per window for the box head (torchvision's default 512 is slow on CPU)
+    proposals: int = 200  # proposals kept after the RPN's NMS per window (training; half of it at test)
+    score_threshold: float = 0.05  # detections kept for scoring from this score on
+
+
+def build_detector(visual: nn.Module, n_classes: int, image_size: int, cfg: DetectorConfig) -> FasterRCNN:
+    """Faster R-CNN over a frozen encoder's simple feature pyramid, for `n_classes` foreground classes and
+    inputs of `image_size` px (no resizing, no extra normalisation: inputs are normalised dB already)."""
+    backbone = SimpleFeaturePyramid(visual, cfg.channels)
+    anchors = AnchorGenerator(tuple((s,) for s in cfg.anchor_sizes), ((0.5, 1.0, 2.0),) * len(cfg.anchor_sizes))
+    names = [str(i) for i in range(len(PYRAMID_STRIDES))]
+    channels = visual.patch_embed.proj.in_channels
+    return FasterRCNN(
+        backbone, rpn_anchor_generator=anchors, min_size=image_size, max_size=image_size,
+        image_mean=[0.0] * channels, image_std=[1.0] * channels,
+        box_roi_pool=MultiScaleRoIAlign(names, output_size=7, sampling_ratio=2),
+        box_head=TwoMLPHead(cfg.channels * 49, cfg.representation),
+        box_predictor=FastRCNNPredictor(cfg.representation, n_classes + 1),
+        rpn_pre_nms_top_n_train=2 * cfg.proposals, rpn_post_nms_top_n_train=cfg.proposals,
+        rpn_pre_nms_top_n_test=cfg.proposals, rpn_post_nms_top_n_test=cfg.proposals // 2,
+        box_batch_size_per_image=cfg.rois, box_score_thresh=cfg.score_threshold)
+
+
+def train_detector(detector: FasterRCNN, data: DetectionSet, cfg: DetectorConfig, seed: int) -> FasterRCNN:
+    """Train pyramid, RPN and box heads for `cfg.steps` steps on the windows of `data` that hold boxes
+    (random flips); empty windows still supply the RPN's negatives through the background around targets."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    params = [p for p in detector.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
+    size = data.images.shape[-1]
+    with_boxes = torch.tensor([i for i, b in enumerate(data.boxes) if len(b)])
+    batches: list[torch.Tensor] = []
+    detector.train()
+    for _ in tqdm(range(cfg.steps), desc="detector", unit="step", leave=False):
+        if not batches:
+            batches = list(with_boxes[torch.randperm(len(with_boxes), generator=gen)].split(cfg.batch_size))
+        images, targets = [], []
+        for i in batches.pop(0).tolist():
+            img, box = data.images[i], data.boxes[i].clone()
+            if torch.rand(1, generator=gen) < 0.5:
+                img, box = img.flip(-1), torch.stack([size - box[:, 2], box[:, 1], size - box[:, 0], box[:, 3]], 1)
+            images.append(img)
+            targets.append({"boxes": box.reshape(-1, 4), "labels": data.labels[i]})
+        losses = detector(images, targets)
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+    return detector.eval()
+
+
+@torch.no_grad()
+def predict(detector: FasterRCNN, images: torch.Tensor, batch_size: int = 16) -> list[dict]:
+    """torchvision detections (boxes, scores, labels) per image."""
+    detector.eval()
+    return [d for i in range(0, len(images), batch_size) for d in detector(list(images[i:i + batch_size]))]
+
+
+def detection_metrics(preds: list[dict], boxes: list[torch.Tensor], labels: list[torch.Tensor]) -> dict:
+    """COCO mAP (IoU 0.50:0.95) and mAP@50 through torchmetrics (pycocotools backend)."""
+    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+    metric.update([{k: p[k] for k in ("boxes", "scores", "labels")} for p in preds],
+                  [{"boxes": b.reshape(-1, 4), "labels": lab} for b, lab in zip(boxes, labels)])
+    out = metric.compute()
+    if float(out["map"]) < 0:  # pycocotools' -1: nothing to score
+        raise ValueError("detection_metrics: no ground-truth boxes in the targets, mAP is undefined")
+    return {"map": float(out["map"]), "map_50": float(out["map_50"])}
+
+
+def evaluate_detection(models: dict, data: DetectionSet, cfg: DetectorConfig | None = None, seed: int = 0
+                       ) -> tuple[dict, dict]:
+    """Every model's detector trained on the train windows and scored on the test windows:
+    ({model: {"map", "map_50"}}, {model: predictions on the test windows})."""
+    cfg = cfg or DetectorConfig()
+    train, test = data.part("train"), data.part("test")
+    if not train.n_boxes()["train"] or not test.n_boxes()["test"]:
+        raise ValueError(f"detection needs boxes in both splits; boxes per split: {data.n_boxes()}")
+    scores, predictions = {}, {}
+    for name, model in models.items():
+        detector = build_detector(model.visual, len(data.classes), data.images.shape[-1], cfg)
+        preds = predict(train_detector(detector, train, cfg, seed), test.images)
+        scores[name], predictions[name] = detection_metrics(preds, test.boxes, test.labels), preds
+    return scores, predictions
+
+
+def task_block(scores: dict, data: DetectionSet, cfg: DetectorConfig, **extra) -> dict:
+    """The docs/contracts.md metrics block of one detection dataset (headline: COCO mAP@50)."""
+    return {"task": "detection", "headline": "map_50", "higher_is_better": True, "models": scores,
+            "classes": list(data.classes), "boxes": data.n_boxes(),
+            "windows": {p: data.split.count(p) for p in ("train", "test")}, "steps": cfg.steps, **extra}
+
+
+def plot_detections(data: DetectionSet, predictions: dict, n: int = 4, min_score: float = 0.3,
+                    path: str | os.PathLike | None = None):
+    """The test windows with the most boxes: ground truth (green) and each model's detections from
+    `min_score` (red), one row per model, co-pol channel shown; saved to `path` when given."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    test = data.part("test")
+    order = sorted(range(len(test.boxes)), key=lambda i: -len(test.boxes[i]))[:n]
+    fig, axes = plt.subplots(len(predictions), len(order), figsize=(2.4 * len(order), 2.5 * len(predictions)),
+                             squeeze=False)
+    for row, (name, preds) in enumerate(predictions.items()):
+        for col, i in enumerate(order):
+            ax = axes[row][col]
+            ax.imshow(test.images[i, 0].numpy(), cmap="gray")
+            for b, colour in [(b, "lime") for b in test.boxes[i].tolist()] + \
+                    [(b, "red") for b, s in zip(preds[i]["boxes"].tolist(), preds[i]["scores"].tolist()) if s >= min_score]:
+                ax.add_patch(Rectangle((b[0] - 0.5, b[1] - 0.5), b[2] - b[0], b[3] - b[1], fill=False, color=colour, lw=1))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{name}: {test.names[i]}" if col == 0 else test.names[i], fontsize=7)
+    fig.tight_layout()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    return fig

@@ -1,0 +1,207 @@
+"""Semantic segmentation: a light convolutional decoder on the frozen encoder's patch-token map, scored with
+mIoU and per-class IoU (torchmetrics' multiclass Jaccard index).
+
+Simulated data: the run's tiles and land-cover masks (vocab.LANDCOVER_CLASSES), split by the tiles'
+geographic split. Real data: the Sen1Floods11 chip cut at its own pixel spacing into windows of the model's
+size; its upper half trains and its lower half tests (a spatial split, never random pixels).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchmetrics.functional.classification import multiclass_jaccard_index
+
+from ..vocab import LANDCOVER_CLASSES, LANDCOVER_NODATA
+from .backbone import token_maps
+
+IGNORE = 255  # mask value left out of training and scoring (nodata)
+WATER_CLASSES = ("land", "water")  # Sen1Floods11 label values 0 and 1
+
+
+@dataclass
+class SegmentationSet:
+    """Images with per-pixel class masks, each image in the train or test split."""
+
+    images: torch.Tensor  # [N, C, S, S] normalised dB
+    masks: torch.Tensor  # [N, S, S] int64 class index, IGNORE for nodata
+    split: list[str]  # "train" / "test" per image
+    classes: tuple[str, ...]  # class names, index order
+    names: list[str]  # where each image comes from
+
+    def part(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, masks) of one split."""
+        keep = torch.tensor([s == name for s in self.split])
+        return self.images[keep], self.masks[keep]
+
+
+def resize_mask(mask: np.ndarray, size: int) -> torch.Tensor:
+    """A class mask [H, W] resized to [size, size] by nearest neighbour (no invented classes)."""
+    m = torch.from_numpy(mask.astype(np.int64))
+    if m.shape == (size, size):
+        return m
+    return F.interpolate(m[None, None].float(), size=(size, size), mode="nearest")[0, 0].long()
+
+
+def sim_segmentation_set(index_path: str | os.PathLike, image_size: int, channels: int = 2) -> SegmentationSet:
+    """Every tile with a land-cover mask, both resized to `image_size`; a mask whose size differs from its
+    tile raises naming both files. Split "train" from train-city tiles, "test" from the held-out cities."""
+    import pyarrow.parquet as pq
+
+    from ..data.dataset import to_model_image
+    from ..data.geotiff import read_tile
+
+    index_path = Path(index_path)
+    rows = pq.read_table(index_path, columns=["tile_id", "path", "split", "landcover_path"]).to_pylist()
+    images, masks, split, names = [], [], [], []
+    for row in (r for r in rows if r["landcover_path"]):
+        tile_path, mask_path = index_path.parent / row["path"], index_path.parent / row["landcover_path"]
+        bands, meta = read_tile(tile_path)
+        mask, _ = read_tile(mask_path)
+        if mask.shape[1:] != bands.shape[1:]:
+            raise ValueError(f"{mask_path}: land-cover mask is {mask.shape[2]}x{mask.shape[1]} px but its tile "
+                             f"{tile_path.name} is {bands.shape[2]}x{bands.shape[1]} px; re-simulate or re-import the tile")
+        mask = np.nan_to_num(mask[0], nan=LANDCOVER_NODATA)
+        mask = np.where(mask == LANDCOVER_NODATA, IGNORE, mask)
+        images.append(to_model_image(bands, meta.polarizations, channels, image_size))
+        masks.append(resize_mask(mask, image_size))
+        split.append("train" if row["split"] == "train" else "test")
+        names.append(row["tile_id"])
+    if not images:
+        raise ValueError(f"{index_path}: no tiles with a land-cover mask")
+    return SegmentationSet(torch.stack(images), torch.stack(masks), split, LANDCOVER_CLASSES, names)
+
+
+def sen1floods11_set(bands: np.ndarray, pols: list[str], label: np.ndarray, size: int, channels: int = 2,
+                     name: str = "sen1floods11") -> SegmentationSet:
+    """Windows of `size` px of a Sen1Floods11 chip (`real_data.load_sen1floods11`) at its own spacing; windows
+    in the upper half train, the lower half tests. Label -1 (nodata) is ignored."""
+    from ..data.dataset import to_model_image
+
+    if label.shape != bands.shape[1:]:
+        raise ValueError(f"{name}: label is {label.shape[1]}x{label.shape[0]} px but the image is "
+                         f"{bands.shape[2]}x{bands.shape[1]} px")
+    h, w = label.shape
+    images, masks, split, names = [], [], [], []
+    for r in range(0, h - size + 1, size):
+        for c in range(0, w - size + 1, size):
+            lab = label[r:r + size, c:c + size]
+            images.append(to_model_image(bands[:, r:r + size, c:c + size], pols, channels, size))
+            masks.append(torch.from_numpy(np.where(lab < 0, IGNORE, lab).astype(np.int64)))
+            split.append("train" if r + size <= h // 2 else "test")
+            names.append(f"{name}@{c},{r}")
+    if not images:
+        raise ValueError(f"{name}: the chip ({w}x{h} px) is smaller than one {size} px window")
+    return SegmentationSet(torch.stack(images), torch.stack(masks), split, WATER_CLASSES, names)
+
+
+def segmentation_metrics(preds: torch.Tensor, target: torch.Tensor, classes: tuple[str, ...]) -> dict:
+    """per_class_iou (None for a class neither predicted nor in the ground truth) and miou, their mean over the
+    classes that have a value; IGNORE pixels are left out."""
+    iou = multiclass_jaccard_index(preds, target, len(classes), average="none", ignore_index=IGNORE,
+                                   zero_division=float("nan"))
+    per_class = {c: (None if torch.isnan(v) else float(v)) for c, v in zip(classes, iou)}
+    return {"miou": float(iou.nanmean()), "per_class_iou": per_class}
+
+
+class SegmentationHead(nn.Module):
+    """Light decoder: 3x3 conv, batch norm, ReLU, 1x1 conv to classes on the patch-token map, then bilinear
+    upsampling to the image size."""
+
+    def __init__(self, in_channels: int, n_classes: int, hidden: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(in_channels, hidden, 3, padding=1), nn.BatchNorm2d(hidden), nn.ReLU(),
+                                 nn.Conv2d(hidden, n_classes, 1))
+
+    def forward(self, maps: torch.Tensor, size: int) -> torch.Tensor:
+        return F.interpolate(self.net(maps), size=(size, size), mode="bilinear", align_corners=False)
+
+
+@dataclass
+class SegmenterConfig:
+    hidden: int = 64  # width of the decoder's 3x3 convolution
+    steps: int = 150  # optimiser steps
+    batch_size: int = 16  # images per step
+    lr: float = 3e-3  # AdamW learning rate of the decoder (the encoder is frozen)
+
+
+def train_head(maps: torch.Tensor, masks: torch.Tensor, n_classes: int, cfg: SegmenterConfig,
+               seed: int) -> SegmentationHead:
+    """A decoder trained on precomputed token maps [N, W, h, w] against masks [N, S, S] (random flips)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    head = SegmentationHead(maps.shape[1], n_classes, cfg.hidden)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    batches: list[torch.Tensor] = []
+    head.train()
+    for _ in range(cfg.steps):
+        if not batches:
+            batches = list(torch.randperm(len(maps), generator=gen).split(cfg.batch_size))
+        idx = batches.pop(0)
+        x, y = maps[idx], masks[idx]
+        flips = [d for d in (-1, -2) if torch.rand(1, generator=gen) < 0.5]
+        if flips:
+            x, y = x.flip(flips), y.flip(flips)
+        opt.zero_grad()
+        F.cross_entropy(head(x, y.shape[-1]), y, ignore_index=IGNORE).backward()
+        opt.step()
+    return head.eval()
+
+
+def evaluate_segmentation(models: dict, data: SegmentationSet, cfg: SegmenterConfig | None = None,
+                          seed: int = 0) -> tuple[dict, dict]:
+    """Every model's decoder trained on the train images and scored on the test images:
+    ({model: {"miou", "per_class_iou"}}, {model: predicted test masks [N, S, S]})."""
+    cfg = cfg or SegmenterConfig()
+    (train_x, train_y), (test_x, test_y) = data.part("train"), data.part("test")
+    if not len(train_x) or not len(test_x):
+        raise ValueError(f"segmentation needs train and test images; got {len(train_x)} and {len(test_x)}")
+    scores, predictions = {}, {}
+    for name, model in models.items():
+        head = train_head(token_maps(model.visual, train_x), train_y, len(data.classes), cfg, seed)
+        with torch.no_grad():
+            preds = head(token_maps(model.visual, test_x), test_y.shape[-1]).argmax(1)
+        scores[name], predictions[name] = segmentation_metrics(preds, test_y, data.classes), preds
+    return scores, predictions
+
+
+def task_block(scores: dict, data: SegmentationSet, cfg: SegmenterConfig, **extra) -> dict:
+    """The docs/contracts.md metrics block of one segmentation dataset (headline: mIoU)."""
+    return {"task": "segmentation", "headline": "miou", "higher_is_better": True, "models": scores,
+            "classes": list(data.classes), "images": {p: data.split.count(p) for p in ("train", "test")},
+            "steps": cfg.steps, **extra}
+
+
+def plot_masks(data: SegmentationSet, predictions: dict, n: int = 3, path: str | os.PathLike | None = None):
+    """Test images (co-pol), ground truth and each model's predicted mask side by side, one row per image;
+    saved to `path` when given."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    images, masks = data.part("test")
+    cmap = ListedColormap(plt.get_cmap("tab10").colors[:len(data.classes)])
+    cols = 2 + len(predictions)
+    fig, axes = plt.subplots(min(n, len(images)), cols, figsize=(2.2 * cols, 2.3 * min(n, len(images))), squeeze=False)
+    for row in range(min(n, len(images))):
+        gt = np.ma.masked_equal(masks[row].numpy(), IGNORE)
+        panels = [("image", images[row, 0].numpy(), "gray"), ("ground truth", gt, cmap)]
+        panels += [(name, p[row].numpy(), cmap) for name, p in predictions.items()]
+        for ax, (title, img, cm) in zip(axes[row], panels):
+            kw = {} if cm == "gray" else {"vmin": 0, "vmax": len(data.classes) - 1, "interpolation": "nearest"}
+            ax.imshow(img, cmap=cm, **kw)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(len(data.classes))]
+    fig.legend(handles, data.classes, loc="lower center", ncol=min(len(data.classes), 9), fontsize=7)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    return fig

@@ -1,0 +1,203 @@
+"""Vision tasks: metrics on known cases, data cutting, bad input, frozen backbones and the task heads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from klip_tiny import tiny_model
+from PIL import Image
+
+from klip_lib.tasks import classification as cls
+from klip_lib.tasks import detection as det
+from klip_lib.tasks import real_data as rd
+from klip_lib.tasks import segmentation as seg
+from klip_lib.tasks.backbone import FrozenEncoder, SimpleFeaturePyramid, pooled_features, token_maps
+
+
+# metrics on known cases -------------------------------------------------------------------------
+def test_classification_metrics_perfect_and_known_confusion():
+    y = torch.tensor([0, 1, 1, 1])
+    assert cls.classification_metrics(y, y, 2)["accuracy"] == 1.0
+    m = cls.classification_metrics(torch.tensor([0, 0, 1, 1]), y, 3)
+    assert m["accuracy"] == pytest.approx(0.75)
+    assert m["balanced_accuracy"] == pytest.approx((1 + 2 / 3) / 2)  # class 2 absent: not averaged
+    assert m["confusion"] == [[1, 0, 0], [1, 2, 0], [0, 0, 0]]
+
+
+def test_detection_metrics_perfect_and_half_recall():
+    boxes = [torch.tensor([[2.0, 2, 12, 8], [20, 20, 30, 40]])]
+    labels = [torch.tensor([1, 1])]
+    perfect = [{"boxes": boxes[0], "scores": torch.tensor([0.9, 0.8]), "labels": labels[0]}]
+    assert det.detection_metrics(perfect, boxes, labels) == {"map": 1.0, "map_50": 1.0}
+    # one of two ships found exactly, one false alarm scored lower: precision 1 up to recall 0.5, so COCO's
+    # 101-point interpolation gives 51/101 at every IoU threshold
+    half = [{"boxes": torch.tensor([[2.0, 2, 12, 8], [40, 0, 50, 5]]), "scores": torch.tensor([0.9, 0.1]),
+             "labels": torch.tensor([1, 1])}]
+    m = det.detection_metrics(half, boxes, labels)
+    assert m["map"] == pytest.approx(51 / 101, abs=1e-4) and m["map_50"] == pytest.approx(51 / 101, abs=1e-4)
+    with pytest.raises(ValueError, match="no ground-truth boxes"):
+        det.detection_metrics(half, [torch.zeros(0, 4)], [torch.zeros(0, dtype=torch.long)])
+
+
+def test_segmentation_metrics_perfect_and_by_hand():
+    target = torch.tensor([[[0, 0, 1, 1], [0, 0, 1, seg.IGNORE]]])
+    perfect = seg.segmentation_metrics(target.clamp(max=1), target, ("land", "water", "cloud"))
+    assert perfect["miou"] == 1.0 and perfect["per_class_iou"] == {"land": 1.0, "water": 1.0, "cloud": None}
+    preds = torch.tensor([[[0, 1, 1, 1], [0, 0, 1, 0]]])  # the ignored pixel's prediction does not count
+    m = seg.segmentation_metrics(preds, target, ("land", "water", "cloud"))
+    assert m["per_class_iou"]["land"] == pytest.approx(3 / 4) and m["per_class_iou"]["water"] == pytest.approx(3 / 4)
+    assert m["miou"] == pytest.approx(3 / 4)
+
+
+# boxes and windows -----------------------------------------------------------------------------
+def test_boxes_from_instance_mask_cover_every_pixel():
+    mask = np.zeros((20, 30, 3), np.uint8)
+    mask[2:5, 3:9] = (255, 0, 0)
+    mask[10:18, 20:22] = (0, 128, 7)
+    mask[11, 25] = (0, 128, 7)  # same colour, same instance
+    assert rd.boxes_from_instance_mask(mask).tolist() == [[3, 2, 9, 5], [20, 10, 26, 18]]
+    assert rd.boxes_from_instance_mask(np.zeros((4, 4, 3), np.uint8)).shape == (0, 4)
+
+
+def test_crop_boxes_clips_and_drops_mostly_outside():
+    boxes = np.array([[10, 10, 20, 20], [60, 0, 70, 10], [0, 0, 4, 4]], np.float32)
+    b, lab = det.crop_boxes(boxes, np.array([1, 2, 1]), (8, 0, 56, 56))
+    assert b.tolist() == [[2, 10, 12, 20]] and lab.tolist() == [1]  # box 2 is 20% inside, box 3 outside
+
+
+def test_chip_window_centres_the_target_and_pads_with_nan():
+    bands = np.arange(2 * 40 * 40, dtype=np.float32).reshape(2, 40, 40)
+    w = cls.chip_window(bands, [0, 0, 4, 2], context=3.0, min_side=8)
+    assert w.shape == (2, 12, 12)
+    assert np.isnan(w[:, 0, 0]).all() and w[0, 6, 6] == bands[0, 1, 2]
+
+
+# bad input ---------------------------------------------------------------------------------------
+def _chip_folder(root, classes=("A", "B"), n=4):
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((20, 24), 40 + 10 * i, np.uint8)).save(root / c / f"{i:03d}.jpg")
+    return root
+
+
+def test_stratified_split_is_fixed_and_written(tmp_path):
+    folder = _chip_folder(tmp_path / "acd", n=10)
+    out = tmp_path / "run" / "splits" / "acd.json"
+    first = rd.stratified_split(folder, out)
+    assert out.is_file() and {c: len(v) for c, v in first["test"].items()} == {"A": 3, "B": 3}
+    assert rd.stratified_split(folder, out) == first
+    (folder / "A" / first["test"]["A"][0].split("/")[1]).unlink()
+    with pytest.raises(rd.RealDataError, match="does not match"):
+        rd.stratified_split(folder, out)
+
+
+def test_empty_class_folder_raises_naming_it(tmp_path):
+    folder = _chip_folder(tmp_path / "acd")
+    (folder / "C").mkdir()
+    with pytest.raises(rd.RealDataError, match=r"class folder .*C has no images"):
+        rd.stratified_split(folder, tmp_path / "split.json")
+
+
+def test_unreadable_image_is_skipped_with_its_reason(tmp_path):
+    folder = _chip_folder(tmp_path / "acd", n=6)
+    split = rd.stratified_split(folder, tmp_path / "split.json")
+    broken = folder / split["train"]["B"][0]
+    broken.write_bytes(b"not a jpeg")
+    chips = rd.load_class_chips(folder, split, image_size=16)
+    assert chips.images.shape == (11, 2, 16, 16) and chips.classes == ["A", "B"]
+    assert chips.skipped == [(str(broken), chips.skipped[0][1])] and "cannot read the image" in chips.skipped[0][1]
+
+
+def test_hrsid_mask_of_other_size_raises(tmp_path):
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(tmp_path / "P1.png")
+    Image.fromarray(np.zeros((30, 32, 3), np.uint8)).save(tmp_path / "P1_instance_id_RGB.png")
+    with pytest.raises(rd.RealDataError, match=r"P1_instance_id_RGB.png: mask is 32x30 px but its image P1.png is 32x32"):
+        rd.load_hrsid(tmp_path)
+
+
+def test_landcover_mask_of_other_size_raises(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from rasterio.transform import from_origin
+
+    from klip_lib.data.geotiff import write_mask, write_tile
+
+    t = from_origin(0, 0, 10, 10)
+    write_tile(tmp_path / "tiles" / "t0.tif", {"VV": np.zeros((16, 16), np.float32)}, "EPSG:32631", t, {})
+    write_mask(tmp_path / "labels" / "t0_landcover.tif", np.zeros((12, 16), np.uint8), "EPSG:32631", t, 255)
+    pq.write_table(pa.table({"tile_id": ["t0"], "path": ["tiles/t0.tif"], "split": ["test"],
+                             "landcover_path": ["labels/t0_landcover.tif"]}), tmp_path / "index.parquet")
+    with pytest.raises(ValueError, match=r"t0_landcover.tif: land-cover mask is 16x12 px but its tile t0.tif is 16x16"):
+        seg.sim_segmentation_set(tmp_path / "index.parquet", 8)
+
+
+def test_sen1floods11_split_is_spatial_and_nodata_ignored():
+    bands = np.random.default_rng(0).normal(-15, 3, (2, 64, 48)).astype(np.float32)
+    label = np.zeros((64, 48), np.int64)
+    label[:, :5] = -1
+    data = seg.sen1floods11_set(bands, ["VV", "VH"], label, size=16)
+    rows = {s: {int(n.split(",")[1]) for n, p in zip(data.names, data.split) if p == s} for s in ("train", "test")}
+    assert rows == {"train": {0, 16}, "test": {32, 48}}
+    assert (data.masks == seg.IGNORE).sum() == 5 * 64 and data.images.shape == (12, 2, 16, 16)  # full cover
+    with pytest.raises(ValueError, match="label is 40x64 px but the image is 48x64"):
+        seg.sen1floods11_set(bands, ["VV", "VH"], label[:, :40], size=16)
+
+
+# backbone and heads ------------------------------------------------------------------------------
+def test_frozen_features_and_pyramid_shapes():
+    visual = tiny_model().visual  # 32 px images, 8 px patches, width 48
+    images = torch.randn(3, 2, 32, 32)
+    assert pooled_features(visual, images).shape == (3, 48)
+    assert token_maps(visual, images).shape == (3, 48, 4, 4)
+    fpn = SimpleFeaturePyramid(visual, out_channels=16)
+    fpn.train()
+    assert not fpn.encoder.visual.training and not any(p.requires_grad for p in fpn.encoder.parameters())
+    assert [tuple(v.shape) for v in fpn(images).values()] == [(3, 16, 8, 8), (3, 16, 4, 4), (3, 16, 2, 2), (3, 16, 1, 1)]
+    assert isinstance(fpn.encoder, FrozenEncoder)
+
+
+def test_linear_probe_separates_separable_features():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(60) % 3
+    x = torch.randn(60, 8, generator=gen) * 0.1 + torch.nn.functional.one_hot(y, 8).float() * 3
+    preds = cls.linear_probe(x[:45], y[:45], x[45:], 3, cls.ProbeConfig(), seed=0)
+    assert cls.classification_metrics(preds, y[45:], 3)["accuracy"] == 1.0
+
+
+def test_zero_shot_and_finetune_return_one_class_per_image():
+    model = tiny_model()
+    images = torch.randn(5, 2, 32, 32)
+    prompts = cls.class_prompts(["small boat", "A320321"])
+    assert prompts == ["Category: ships: small boat", "Category: aircraft: A320/321"]
+    assert cls.zero_shot(model, images, prompts).shape == (5,)
+    before = {k: v.clone() for k, v in model.visual.state_dict().items()}
+    preds = cls.finetune(model.visual, (images, torch.tensor([0, 1, 0, 1, 0])), images, 2,
+                         cls.FinetuneConfig(steps=2, batch_size=4), seed=0)
+    assert preds.shape == (5,) and preds.max() <= 1
+    assert all(torch.equal(before[k], v) for k, v in model.visual.state_dict().items())
+
+
+def test_detector_trains_and_predicts_on_the_frozen_encoder():
+    model = tiny_model()
+    images = torch.randn(4, 2, 32, 32)
+    boxes = [torch.tensor([[4.0, 4, 12, 10]]), torch.zeros(0, 4), torch.tensor([[20.0, 8, 28, 30]]), torch.zeros(0, 4)]
+    labels = [torch.ones(len(b), dtype=torch.long) for b in boxes]
+    data = det.DetectionSet(images, boxes, labels, ["train", "train", "test", "test"], ("ship",), list("abcd"))
+    cfg = det.DetectorConfig(channels=16, representation=32, steps=2, batch_size=2)
+    frozen = {k: v.clone() for k, v in model.visual.state_dict().items()}
+    scores, preds = det.evaluate_detection({"tiny": model}, data, cfg)
+    assert set(scores["tiny"]) == {"map", "map_50"} and 0 <= scores["tiny"]["map_50"] <= 1
+    assert len(preds["tiny"]) == 2 and preds["tiny"][0]["boxes"].shape[1] == 4
+    assert all(torch.equal(frozen[k], v) for k, v in model.visual.state_dict().items())
+
+
+def test_segmentation_head_learns_a_trivial_mask():
+    model = tiny_model()
+    images = torch.randn(8, 2, 32, 32)
+    masks = (images[:, 0] > 0).long() * 0  # one class everywhere: any trained decoder gets it right
+    data = seg.SegmentationSet(images, masks, ["train"] * 6 + ["test"] * 2, ("land", "water"), list("abcdefgh"))
+    scores, preds = seg.evaluate_segmentation({"tiny": model}, data, seg.SegmenterConfig(steps=20))
+    assert scores["tiny"]["per_class_iou"]["land"] == 1.0 and scores["tiny"]["per_class_iou"]["water"] is None
+    assert preds["tiny"].shape == (2, 32, 32)
