@@ -1,0 +1,225 @@
+"""SCIO's error-injection harness: plant realistic mistakes in simulated captions, keep the truth, and score
+screening (precision, recall, F1 per error kind) and reconstruction (corrupted clauses restored to a true
+statement, true clauses damaged), for SCIO and the baselines (random flagging, whole-caption ITM filter)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+import re
+
+import numpy as np
+
+from .hcot.factcheck import check_dimension
+from .hcot.realise import NUMBER_NAMES, TERRAIN_NAMES
+from .scio import Clause, Item
+from .vocab import AIRCRAFT_TYPES, GRID_CELLS, SHIP_CLASSES
+
+ERROR_KINDS: dict[str, str] = {  # error kind -> the caption dimension it corrupts
+    "count": "Count",
+    "target type": "Category",
+    "position": "Location",
+    "water": "Water",
+    "terrain": "Terrain",
+}
+_NUMBER = re.compile(r"\b(\d+|" + "|".join(NUMBER_NAMES[1:]) + r")\b")
+_CELL = re.compile(r"\b(" + "|".join(sorted(GRID_CELLS, key=len, reverse=True)) + r")\b")
+_TERRAIN = {name: cls for cls, names in TERRAIN_NAMES.items() for name in names}
+_TYPE_GROUPS = (tuple(SHIP_CLASSES), tuple(AIRCRAFT_TYPES))
+
+
+def _swap(body: str, pattern: re.Pattern, choices, rng: random.Random) -> str | None:
+    """Replace one match of `pattern` in body by a different value from `choices(match)`."""
+    matches = list(pattern.finditer(body))
+    if not matches:
+        return None
+    m = rng.choice(matches)
+    options = [c for c in choices(m.group(0)) if c != m.group(0)]
+    return body[:m.start()] + rng.choice(options) + body[m.end():] if options else None
+
+
+def corrupt(kind: str, body: str, facts: dict, rng: random.Random) -> str | None:
+    """A wrong version of a clause for one error kind, or None when the clause offers no such mistake."""
+    if kind == "count":
+        def numbers(word):
+            n = int(word) if word.isdigit() else NUMBER_NAMES.index(word)
+            wrong = [k for k in range(1, 11) if k != n and abs(k - n) <= 3]
+            return [str(k) if word.isdigit() else NUMBER_NAMES[k] for k in wrong]
+        return _swap(body, _NUMBER, numbers, rng)
+    if kind == "target type":
+        types = sorted((t for g in _TYPE_GROUPS for t in g), key=len, reverse=True)
+        pattern = re.compile("|".join(re.escape(t) for t in types))
+        present = {t["type"] for t in facts["targets"]}
+        return _swap(body, pattern, lambda w: [t for g in _TYPE_GROUPS if w in g for t in g if t not in present], rng)
+    if kind == "position":
+        return _swap(body, _CELL, lambda w: list(GRID_CELLS), rng)
+    if kind == "water":
+        label = body.split(":")[0] + ": " if ":" in body else ""
+        return label + ("none visible" if facts["water_present"] else "a river visible as dark, smooth areas")
+    if kind == "terrain":
+        pattern = re.compile("|".join(re.escape(n) for n in sorted(_TERRAIN, key=len, reverse=True)))
+        return _swap(body, pattern, lambda w: [n for n, c in _TERRAIN.items() if c != _TERRAIN[w]], rng)
+    raise ValueError(f"unknown error kind {kind!r}: choose from {', '.join(ERROR_KINDS)}")
+
+
+def clause_true(item: Item, index: int, body: str, facts: dict) -> bool:
+    """Whether clause `index` with text `body` is true: its dimension, the other clauses at their truth, checks."""
+    dim = item.truth[index].dim
+    if dim is None:
+        return True
+    parts = [body if j == index else t.body for j, t in enumerate(item.truth) if t.dim == dim]
+    return check_dimension(dim, "; ".join(parts), facts)[0] is not False
+
+
+def inject_errors(items: list[Item], facts: dict[str, dict], rate: float, seed: int = 0,
+                  kinds: tuple[str, ...] = tuple(ERROR_KINDS)) -> list[Item]:
+    """Copies of the items with `rate` of the clauses of the chosen kinds' dimensions made wrong (truth kept).
+
+    A corruption is kept only when the fact-checker rejects it, so every planted error is a real mistake.
+    """
+    rng = random.Random(seed)
+    out = []
+    for it in items:
+        it = copy.deepcopy(it)
+        it.truth = [Clause(c.dim, c.body, c.sep) for c in it.clauses]
+        it.kinds = [None] * len(it.clauses)
+        for i, c in enumerate(it.clauses):
+            kind = next((k for k in kinds if ERROR_KINDS[k] == c.dim), None)
+            if kind is None or rng.random() >= rate:
+                continue
+            wrong = corrupt(kind, c.body, facts[it.tile_id], rng)
+            if wrong and not clause_true(it, i, wrong, facts[it.tile_id]):
+                c.body, it.kinds[i] = wrong, kind
+        out.append(it)
+    return out
+
+
+def wrong_labels(items: list[Item], facts: dict[str, dict]) -> list[list[bool]]:
+    """Per item and clause: whether its current text is false (by the fact-checker, against the truth)."""
+    return [[not clause_true(it, i, c.body, facts[it.tile_id]) for i, c in enumerate(it.clauses)] for it in items]
+
+
+def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "support": tp + fn}
+
+
+def screening_metrics(items: list[Item], flags: list[list[bool]], wrong: list[list[bool]]) -> dict:
+    """Precision, recall and F1 of flags against wrong clauses, overall and per error kind (by dimension)."""
+    rows = [(c.dim, f, w) for it, fs, ws in zip(items, flags, wrong) for c, f, w in zip(it.truth, fs, ws)]
+    out = {"all": _prf(sum(f and w for _, f, w in rows), sum(f and not w for _, f, w in rows),
+                       sum(w and not f for _, f, w in rows))}
+    for kind, dim in ERROR_KINDS.items():
+        sel = [(f, w) for d, f, w in rows if d == dim]
+        out[kind] = _prf(sum(f and w for f, w in sel), sum(f and not w for f, w in sel),
+                         sum(w and not f for f, w in sel))
+    out["flag_rate"] = float(np.mean([f for _, f, _ in rows])) if rows else 0.0
+    out["error_rate"] = float(np.mean([w for _, _, w in rows])) if rows else 0.0
+    return out
+
+
+def reconstruction_metrics(before: list[Item], after: list[Item], facts: dict[str, dict]) -> dict:
+    """Share of wrong clauses made true, share of true clauses made wrong, share of clauses edited."""
+    wrong_b, wrong_a = wrong_labels(before, facts), wrong_labels(after, facts)
+    pairs = [(b, a) for wb, wa in zip(wrong_b, wrong_a) for b, a in zip(wb, wa)]
+    n_wrong = sum(b for b, _ in pairs)
+    n_true = len(pairs) - n_wrong
+    edited = sum(cb.body != ca.body for ib, ia in zip(before, after) for cb, ca in zip(ib.clauses, ia.clauses))
+    return {"restored": sum(b and not a for b, a in pairs) / n_wrong if n_wrong else 0.0,
+            "damaged": sum(a and not b for b, a in pairs) / n_true if n_true else 0.0,
+            "edited": edited / len(pairs) if pairs else 0.0, "wrong_before": n_wrong, "true_before": n_true}
+
+
+def random_flags(items: list[Item], rate: float, seed: int) -> list[list[bool]]:
+    """Baseline: each clause flagged with probability `rate` (SCIO's flag rate)."""
+    rng = np.random.default_rng(seed)
+    return [list(rng.random(len(it.clauses)) < rate) for it in items]
+
+
+def capfilt_flags(whole_itm: list[float], threshold: float, items: list[Item]) -> list[list[bool]]:
+    """Baseline (BLIP CapFilt): a view whose whole-text ITM probability is below threshold is dropped whole."""
+    return [[p < threshold] * len(it.clauses) for p, it in zip(whole_itm, items)]
+
+
+def _capfilt_threshold(itm: np.ndarray, items: list[Item], wrong: list[list[bool]]) -> float:
+    """The whole-view ITM threshold that maximises clause-level F1 on held-out items."""
+    best = (-1.0, 0.0)
+    for t in np.unique(itm):
+        m = screening_metrics(items, capfilt_flags(list(itm), t + 1e-9, items), wrong)["all"]["f1"]
+        best = max(best, (m, float(t) + 1e-9))
+    return best[1]
+
+
+def run_harness(run_dir, preset: str = "smoke", seed: int = 0, rate: float = 0.5, cfg=None,
+                out_name: str = "harness") -> list[dict]:
+    """SCIO on the run's training captions with `rate` of the eligible clauses corrupted; per round, screening
+    and reconstruction metrics for SCIO, random flagging at SCIO's rate and the whole-caption ITM filter."""
+    from .hcot.generate import ensure_captions, read_captions
+    from .paths import run_path
+    from .scio import ScioConfig, agreement, default_steps, load_scio_data, reconstruct, run_rounds
+    from .train import configs_for, ensure_shards
+
+    model_config, train_cfg = configs_for(preset, objective="klip", seed=seed)
+    cfg = cfg or ScioConfig(steps=default_steps(train_cfg.steps))
+    records = read_captions(ensure_captions(run_dir, preset, seed))
+    data = load_scio_data(ensure_shards(run_dir, preset, seed), records, model_config, cfg, seed)
+    data.train = inject_errors(data.train, data.facts, rate, seed)
+    wrong_heldout = wrong_labels(data.heldout, data.facts)
+
+    def on_round(name, model, items, fixed, scores, screener):
+        wrong = wrong_labels(items, data.facts)
+        flags = [it.flagged for it in items]
+        scio = {**screening_metrics(items, flags, wrong), **reconstruction_metrics(items, fixed, data.facts)}
+        rate_ = scio["flag_rate"]
+        draws = [random_flags(items, rate_, seed + d) for d in range(5)]
+        rnd = [screening_metrics(items, f, wrong) for f in draws]
+        random_ = {k: {m: float(np.mean([r[k][m] for r in rnd])) for m in rnd[0][k]} for k in rnd[0] if k in ERROR_KINDS
+                   or k == "all"}
+        shuffled = [dataclasses.replace(it, flagged=f) for it, f in zip(items, draws[0])]
+        random_.update(reconstruction_metrics(items, reconstruct(model, data.images, shuffled, screener,
+                                                                 *scores, cfg.top_k, cfg.margin), data.facts))
+        whole = lambda its: agreement(model, data.images, [i.row for i in its], [i.text() for i in its])[1]  # noqa: E731
+        threshold = _capfilt_threshold(whole(data.heldout), data.heldout, wrong_heldout)
+        cf_flags = capfilt_flags(list(whole(items)), threshold, items)
+        capfilt = {**screening_metrics(items, cf_flags, wrong), "restored": 0.0, "damaged": 0.0,
+                   "dropped_true": float(np.mean([f and not w for fs, ws in zip(cf_flags, wrong) for f, w in zip(fs, ws)]))}
+        return {"scio": scio, "random": random_, "capfilt": capfilt}
+
+    _, log = run_rounds(data, run_path(run_dir, "scio", out_name), model_config, train_cfg, cfg, on_round=on_round)
+    return log
+
+
+METHODS = ("scio", "random", "capfilt")
+
+
+def rounds_table(log: list[dict]) -> list[dict]:
+    """One row per (round, method): overall precision, recall, F1, restored and damaged shares."""
+    return [{"round": r["round"], "method": m, **{k: r[m]["all"][k] for k in ("precision", "recall", "f1")},
+             "restored": r[m]["restored"], "damaged": r[m]["damaged"]} for r in log for m in METHODS]
+
+
+def kinds_table(row: dict, method: str = "scio") -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support per error kind of one round."""
+    return {k: row[method][k] for k in ERROR_KINDS}
+
+
+def plot_rounds(log: list[dict], save_to=None):
+    """Per round: screening F1 of each method, and SCIO's and random flagging's restored / damaged shares."""
+    import matplotlib.pyplot as plt
+
+    names = [r["round"] for r in log]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
+    for m in METHODS:
+        a.plot(names, [r[m]["all"]["f1"] for r in log], marker="o", label=m)
+    a.set_title("screening F1 (planted errors)")
+    a.legend()
+    for m in ("scio", "random"):
+        b.plot(names, [r[m]["restored"] for r in log], marker="o", label=f"{m} restored")
+        b.plot(names, [r[m]["damaged"] for r in log], marker="x", linestyle="--", label=f"{m} damaged")
+    b.set_title("reconstruction")
+    b.legend()
+    if save_to:
+        fig.savefig(save_to, dpi=100)
+    return fig
