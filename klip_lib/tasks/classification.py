@@ -194,7 +194,8 @@ def evaluate_classification(models: dict, chips: Chips, seeds: tuple[int, ...] =
         runs = [classification_metrics(linear_probe(f_train, train_y, f_test, n, probe, s), test_y, n) for s in seeds]
         acc = [r["accuracy"] for r in runs]
         tuned = classification_metrics(finetune(model.visual, (train_x, train_y), test_x, n, tune, seeds[0]), test_y, n)
-        zs = classification_metrics(zero_shot(model, test_x, prompts), test_y, n)
+        zs = (classification_metrics(zero_shot(model, test_x, prompts), test_y, n)
+              if getattr(model, "has_text", True) else {"accuracy": None})  # image-only external backbones
         out[name] = {"linear_probe_accuracy": float(np.mean(acc)),
                      "linear_probe_accuracy_std": float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0,
                      "linear_probe_accuracy_seeds": acc,

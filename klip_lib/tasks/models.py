@@ -71,3 +71,20 @@ def load_models(run_dir: str | os.PathLike, names: str | list[str] = DEFAULT_MOD
     config = KlipConfig(**section(preset, "model"))
     loaded, not_provided = load_external(external, config.image_size, config.in_chans)
     return ModelSet({**models, **loaded}, not_provided)
+
+
+# what a task needs from a model -> (test, reason when missing)
+CAPABILITIES = {
+    "text": (lambda m: getattr(m, "has_text", True), "n/a (no text encoder)"),
+    "klip": (lambda m: isinstance(m, KlipModel), "n/a (external model: no KLIP text decoder / fusion encoder)"),
+}
+
+
+def usable(models: ModelSet, need: str) -> ModelSet:
+    """The models a task can score; the others move to `not_provided` with the reason (and are printed)."""
+    test, reason = CAPABILITIES[need]
+    kept = ModelSet({n: m for n, m in models.items() if test(m)}, dict(models.not_provided))
+    for name in models.keys() - kept.keys():
+        kept.not_provided[name] = reason
+        print(f"{name}: {reason}")
+    return kept

@@ -129,7 +129,8 @@ def evaluate_retrieval(model: KlipModel, data: SplitData, cfg: RetrievalConfig |
     model.eval()
     texts, text_image = retrieval_texts(data)
     sim = itc_scores(model, data.images, texts, cfg.batch_size)
-    i2t, t2i = itm_rerank(model, data.images, texts, sim, cfg)
+    # models without a matching head (external CLIP-style checkpoints) are ranked by ITC alone
+    i2t, t2i = itm_rerank(model, data.images, texts, sim, cfg) if getattr(model, "has_itm", True) else (sim, sim.T)
     reranked = {k: v for k, v in recall_at_k(i2t.numpy(), text_image).items() if k.startswith("i2t")}
     reranked.update({k: v for k, v in recall_at_k(t2i.numpy(), text_image).items() if k.startswith("t2i")})
     reranked["r_mean"] = float(np.mean([reranked[key] for key in RECALL_KEYS[:-1]]))
