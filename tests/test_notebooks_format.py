@@ -49,3 +49,14 @@ def test_steps_are_short(path):
     long_cells = [i for i, c in enumerate(nbf.read(path, as_version=4).cells)
                   if c.cell_type == "code" and len(c.source.strip().splitlines()) > 25]
     assert not long_cells, f"{path.name}: code cells {long_cells} exceed 25 lines; move the logic into klip_lib"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_reads_every_parameter(path):
+    """Papermill's inspector skips lines it cannot parse (e.g. '=' or quotes in a comment) with only a warning."""
+    from papermill.translators import PythonTranslator
+
+    cell = next(c for c in nbf.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    lines = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    parsed = [p.name for p in PythonTranslator.inspect(cell)]
+    assert len(parsed) == len(lines), f"{path.name}: papermill parses only {parsed}; rephrase the other comments"
