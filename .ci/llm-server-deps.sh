@@ -31,7 +31,9 @@ mkdir -p "$WHEEL_DIR"
 wheel=$(ls "$WHEEL_DIR"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl 2>/dev/null | head -1 || true)
 if [ -z "$wheel" ]; then
     echo "llm-server-deps: building llama-cpp-python $LLAMA_CPP_VERSION from source (several minutes on 2 cores)"
-    CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$PY" -m pip wheel --no-deps --no-binary llama-cpp-python \
+    # Portable AVX2 build without the multimodal library: -march=native also turns on AMX, whose repacked
+    # weights crash with SIGILL (illegal instruction) on the first prompt in this sandbox.
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$PY" -m pip wheel --no-deps --no-binary llama-cpp-python \
         -w "$WHEEL_DIR" "llama-cpp-python==$LLAMA_CPP_VERSION"
     wheel=$(ls "$WHEEL_DIR"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl | head -1)
 fi

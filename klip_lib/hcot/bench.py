@@ -1,19 +1,38 @@
-"""`klip bench caption`: template captions per second (realise, validate, calibrate, fact-check) on one core."""
+"""`klip bench caption`: captions per second.
+
+`--backend template` (default): realise, validate, calibrate and fact-check on one core.
+`--backend openai`: an OpenAI-compatible server (`--base-url`, or `--serve` to start the local llama.cpp server)
+at each `--concurrency` level: captions/s and completion tokens/s as the server reports them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
-from .backends import TemplateBackend
-from .generate import caption_batch, load_index_facts
+from .backends import OpenAIBackend, TemplateBackend
+from .generate import CaptionConfig, caption_batch, load_index_facts
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    d = CaptionConfig()
     parser.add_argument("--index", default="", help="index.parquet to caption (default: the smoke dataset of "
                         "reports/bench, simulated when missing)")
-    parser.add_argument("--captions", type=int, default=2000, help="captions to make (tiles repeat with new seeds)")
-    parser.add_argument("--level", choices=("L4", "L5"), default="L5")
+    parser.add_argument("--backend", choices=("template", "openai"), default="template")
+    parser.add_argument("--captions", type=int, default=2000,
+                        help="template: captions to make (tiles repeat with new seeds)")
+    parser.add_argument("--level", choices=("L0", "L4", "L5"), default="L5",
+                        help="HCoT level (the template backend runs at L4 or L5)")
+    parser.add_argument("--tiles", type=int, default=8, help="openai: tiles captioned at each concurrency level")
+    parser.add_argument("--concurrency", default="1,2,4", help="openai: comma-separated requests in flight")
+    parser.add_argument("--base-url", default="", help="openai: server URL, e.g. http://localhost:8000/v1")
+    parser.add_argument("--model", default="", help="openai: served model name (--serve: smollm2)")
+    parser.add_argument("--serve", action="store_true",
+                        help="openai: start the local llama.cpp server (SmolLM2-135M) for the benchmark")
+    parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens,
+                        help="openai: the answer may use 25x this many tokens")
+    parser.add_argument("--timeout", type=float, default=300.0, help="openai: seconds per request")
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -25,6 +44,11 @@ def bench(args: argparse.Namespace) -> int:
     facts, _ = load_index_facts(index)
     if not facts:
         print(f"klip bench caption: {index} has no tiles with facts to caption")
+        return 2
+    if args.backend == "openai":
+        return bench_openai(args, facts)
+    if args.level == "L0":
+        print("klip bench caption: the template backend runs at L4 or L5")
         return 2
     backend = TemplateBackend()
     made, seed = 0, 0
@@ -38,4 +62,37 @@ def bench(args: argparse.Namespace) -> int:
     ok = sum(all(v is not False for v in r["factcheck"].values()) for r in records)
     print(f"caption: {made} template captions at {args.level} in {seconds:.2f} s wall = {made / seconds:.0f} "
           f"captions/s ({made / cpu:.0f} per CPU-second; last batch fully fact-checked: {ok}/{len(records)})")
+    return 0
+
+
+def bench_openai(args: argparse.Namespace, facts: list[dict]) -> int:
+    """Caption the first `--tiles` tiles once per concurrency level and print the rates."""
+    from .server import LlamaServer, ServerError
+
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    if args.serve == bool(args.base_url):
+        print("klip bench caption --backend openai: give --base-url URL or --serve (not both)")
+        return 2
+    try:
+        server = LlamaServer() if args.serve else contextlib.nullcontext()
+    except ServerError as e:
+        print(f"klip bench caption: {e}")
+        return 2
+    tiles = facts[: args.tiles]
+    with server:
+        base_url = server.base_url if args.serve else args.base_url
+        model = args.model or (server.model if args.serve else "")
+        print(f"caption openai: {len(tiles)} tiles at {args.level} per level, model {model!r} at {base_url}")
+        for concurrency in levels:
+            backend = OpenAIBackend(base_url=base_url, model=model, concurrency=concurrency,
+                                    timeout_s=args.timeout, max_tokens=25 * args.max_new_tokens)
+            start = time.perf_counter()
+            records = caption_batch(tiles, backend, args.level, seed=0, retries=CaptionConfig().retries)
+            seconds = time.perf_counter() - start
+            failed = sum(r["status"] == "failed" for r in records)
+            used = backend.usage
+            print(f"  concurrency {concurrency}: {len(records)} captions in {seconds:.1f} s = "
+                  f"{len(records) / seconds:.3f} captions/s, {used['completion_tokens'] / seconds:.1f} tokens/s "
+                  f"({used['completion_tokens']} completion + {used['prompt_tokens']} prompt tokens; "
+                  f"{failed} failed)")
     return 0
