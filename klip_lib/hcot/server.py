@@ -95,7 +95,7 @@ class LlamaServer:
             return self
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
+                                        stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         log.close()
         deadline = time.monotonic() + self.cfg.startup_timeout_s
         while time.monotonic() < deadline:
@@ -148,6 +148,16 @@ class LlamaServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, ask for SIGKILL when the parent dies (a killed test or bench then
+    leaves no server behind)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 def _default_gguf() -> Path:
