@@ -120,7 +120,7 @@ def test_clause_dataclass_piece():
 @pytest.mark.slow
 @pytest.mark.skip(reason="known failure, issue 8 open: at the smoke preset the model's ITC/ITM stay at chance, "
                          "so SCIO's F1 does not beat random flagging (measured 0.18 vs 0.18 at p0) and the run "
-                         "takes ~15 min; run it by hand with --runxfail after changing the method or preset")
+                         "takes ~15 min; remove this mark to run it after changing the method or preset")
 def test_scio_beats_random_flagging_at_smoke(tmp_path):
     """The error-injection harness at the smoke preset, seed 0: SCIO's screening F1 beats random flagging at the
     same rate in every round (random is averaged over 5 draws)."""
