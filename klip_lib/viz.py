@@ -64,21 +64,26 @@ def radar_chart(scores, title: str = "", save_to=None):
     return fig
 
 
-def grouped_bars(groups: dict[str, dict[str, float]], title: str = "", ylabel: str = "", save_to=None):
-    """Bars of several series (e.g. L0 / HCoT / HCoT+L5) over shared categories (e.g. caption dimensions)."""
+def grouped_bars(groups: dict[str, dict[str, float]], title: str = "", ylabel: str = "", save_to=None,
+                 categories: list[str] | None = None, ylim: tuple[float, float] | None = None):
+    """Bars of several series (e.g. models, or L0 / HCoT / HCoT+L5) over shared categories, in the order given
+    (default: sorted); a missing or None value leaves a gap."""
     import matplotlib.pyplot as plt
 
-    categories = sorted({c for series in groups.values() for c in series})
+    categories = categories or sorted({c for series in groups.values() for c in series})
     width = 0.8 / max(1, len(groups))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(categories) * max(1, len(groups)) ** 0.5), 3.6),
                            constrained_layout=True)
     for i, (name, series) in enumerate(groups.items()):
         xs = np.arange(len(categories)) + (i - (len(groups) - 1) / 2) * width
-        ax.bar(xs, [series.get(c, np.nan) for c in categories], width, label=name)
+        values = [series.get(c) for c in categories]
+        ax.bar(xs, [np.nan if v is None else v for v in values], width, label=name)
     ax.set_xticks(np.arange(len(categories)))
     ax.set_xticklabels(categories, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    if ylim:
+        ax.set_ylim(*ylim)
     ax.legend(fontsize=8)
     if save_to:
         fig.savefig(save_to, dpi=110)

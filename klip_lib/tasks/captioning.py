@@ -284,22 +284,10 @@ def score_captions(captions: list[dict], data: SplitData) -> dict:
 
 def plot_fact_accuracy(metrics: dict[str, dict], path: str | os.PathLike | None = None):
     """Bars of the fact accuracy per caption dimension, one colour per model (the baseline included)."""
-    import matplotlib.pyplot as plt
+    from ..viz import grouped_bars
 
-    fig, ax = plt.subplots(figsize=(11, 3.6))
-    width = 0.8 / len(metrics)
-    x = np.arange(len(CAPTION_DIMENSIONS))
-    for n, (name, m) in enumerate(metrics.items()):
-        values = [m.get(f"fact/{d}") for d in CAPTION_DIMENSIONS]
-        ax.bar(x + n * width, [np.nan if v is None else v for v in values], width, label=name)
-    ax.set_xticks(x + 0.4 - width / 2, CAPTION_DIMENSIONS, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("fact accuracy")
-    ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=100)
-    return fig
+    return grouped_bars({name: {d: m.get(f"fact/{d}") for d in CAPTION_DIMENSIONS} for name, m in metrics.items()},
+                        ylabel="fact accuracy", save_to=path, categories=list(CAPTION_DIMENSIONS), ylim=(0, 1.05))
 
 
 def plot_examples(data: SplitData, captions: dict[str, list[dict]], tiles: int = 2,

@@ -139,22 +139,12 @@ def evaluate_retrieval(model: KlipModel, data: SplitData, cfg: RetrievalConfig |
 
 
 def plot_recalls(metrics: dict[str, dict], baseline: dict, path: str | os.PathLike | None = None):
-    """Grouped bars of every recall per model, the random-ranking baseline as the last group."""
-    import matplotlib.pyplot as plt
+    """Grouped bars of every recall per model (in %), the random-ranking baseline as the last group."""
+    from ..viz import grouped_bars
 
     rows = {**metrics, "random ranking": baseline}
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    width = 0.8 / len(rows)
-    for n, (name, m) in enumerate(rows.items()):
-        ax.bar(np.arange(len(RECALL_KEYS)) + n * width, [100 * m[k] for k in RECALL_KEYS], width, label=name)
-    ax.set_xticks(np.arange(len(RECALL_KEYS)) + 0.4 - width / 2, RECALL_KEYS)
-    ax.set_ylabel("recall (%)")
-    ax.set_ylim(0, 105)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=100)
-    return fig
+    return grouped_bars({name: {k: 100 * m[k] for k in RECALL_KEYS} for name, m in rows.items()},
+                        ylabel="recall (%)", save_to=path, categories=list(RECALL_KEYS), ylim=(0, 105))
 
 
 def plot_examples(data: SplitData, results: dict[str, dict], queries: int = 2, top: int = 4,

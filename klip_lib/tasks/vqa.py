@@ -166,19 +166,8 @@ def predict(vqa: VqaModel, data: SplitData, questions: list[Question]) -> list[s
 
 def plot_accuracy(metrics: dict[str, dict], path: str | os.PathLike | None = None):
     """Bars of the accuracy per question kind and overall, one colour per model (the baseline included)."""
-    import matplotlib.pyplot as plt
+    from ..viz import grouped_bars
 
-    keys = [f"acc/{k}" for k in KINDS] + ["accuracy"]
-    fig, ax = plt.subplots(figsize=(10, 3.5))
-    width = 0.8 / len(metrics)
-    x = np.arange(len(keys))
-    for n, (name, m) in enumerate(metrics.items()):
-        ax.bar(x + n * width, [m.get(k, np.nan) for k in keys], width, label=name)
-    ax.set_xticks(x + 0.4 - width / 2, list(KINDS) + ["overall"], rotation=20, fontsize=8)
-    ax.set_ylabel("exact-match accuracy")
-    ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=100)
-    return fig
+    labels = {f"acc/{k}": k for k in KINDS} | {"accuracy": "overall"}
+    return grouped_bars({name: {label: m.get(key) for key, label in labels.items()} for name, m in metrics.items()},
+                        ylabel="exact-match accuracy", save_to=path, categories=list(labels.values()), ylim=(0, 1.05))
