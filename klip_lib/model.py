@@ -286,12 +286,23 @@ class KlipModel(nn.Module):
         return F.softmax(self.itm_head(fused[:, 0]).float(), dim=1)[:, 1]
 
     def mlm_logits(
-        self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self,
+        images: torch.Tensor | None,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        select: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Image-conditioned vocabulary logits [B, L, vocab] for (masked) captions."""
-        image_embeds, _ = self._image(images)
+        """Image-conditioned vocabulary logits [B, L, vocab] for (masked) captions.
+
+        `select` (bool [B, L]) keeps only those positions ([n, vocab]: the vocabulary head is most of the
+        cost); `image_embeds` (image tokens from `_image`) skips the image encoder when already computed.
+        """
+        if image_embeds is None:
+            image_embeds, _ = self._image(images)
         text_embeds, _ = self._text(input_ids, attention_mask)
-        return self._mlm_head(self.fusion(text_embeds, attention_mask, image_embeds))
+        fused = self.fusion(text_embeds, attention_mask, image_embeds)
+        return self._mlm_head(fused if select is None else fused[select])
 
     # training ------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -212,32 +212,48 @@ def slot_positions(tokenizer, item: Item) -> tuple[dict, list[list[int]]]:
     return enc, slots
 
 
+def _masked_slot_logits(model: KlipModel, images: torch.Tensor, jobs: list[tuple[int, torch.Tensor, list[int]]],
+                        batch_size: int = 64):
+    """For jobs (image row, input_ids with the slots masked, slot positions): per job the image-conditioned MLM
+    logits [len(positions), vocab] at its slots. Images are encoded once; the vocabulary head runs on slots only."""
+    tok = model.tokenizer
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    image_tokens = model._image(images.to(device))[0]
+    out = []
+    for s in range(0, len(jobs), batch_size):
+        chunk = jobs[s:s + batch_size]
+        ids = torch.nn.utils.rnn.pad_sequence([j[1] for j in chunk], batch_first=True, padding_value=tok.pad_token_id)
+        select = torch.zeros(ids.shape, dtype=torch.bool)
+        for b, (_, _, pos) in enumerate(chunk):
+            select[b, pos] = True
+        rows = torch.tensor([j[0] for j in chunk], device=device)
+        logits = model.mlm_logits(None, ids.to(device), (ids != tok.pad_token_id).long().to(device),
+                                  select.to(device), image_tokens[rows]).float()
+        out += list(logits.split([len(j[2]) for j in chunk]))  # rows of `select` are in job order
+    model.train(was)
+    return out
+
+
 @torch.no_grad()
 def slot_surprise(model: KlipModel, images: torch.Tensor, items: list[Item], batch_size: int = 64,
                   only: list[int] | None = None) -> list[np.ndarray]:
     """Per item, per clause: mean negative log-probability the image-conditioned MLM gives the clause's own
     knowledge-slot tokens when they are masked (0 for a clause without slots, or not in `only[item]`)."""
     tok = model.tokenizer
-    jobs = []  # (item index, clause index, masked ids, positions, original ids)
+    where, jobs = [], []  # (item index, clause index, original ids) and the masked inputs
     for n, it in enumerate(items):
         enc, slots = slot_positions(tok, it)
         for i, pos in enumerate(slots):
             if pos and (only is None or only[n] == i):
                 ids = torch.tensor(enc["input_ids"])
-                jobs.append((n, i, ids.index_fill(0, torch.tensor(pos), tok.mask_token_id), pos, ids[pos]))
+                where.append((n, i, ids[pos]))
+                jobs.append((it.row, ids.index_fill(0, torch.tensor(pos), tok.mask_token_id), pos))
     out = [np.zeros(len(it.clauses)) for it in items]
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    for s in range(0, len(jobs), batch_size):
-        chunk = jobs[s:s + batch_size]
-        ids = torch.nn.utils.rnn.pad_sequence([j[2] for j in chunk], batch_first=True, padding_value=tok.pad_token_id)
-        mask = (ids != tok.pad_token_id).long()
-        rows = torch.tensor([items[j[0]].row for j in chunk])
-        logp = torch.log_softmax(model.mlm_logits(images[rows].to(device), ids.to(device), mask.to(device)).float(), -1)
-        for b, (n, i, _, pos, orig) in enumerate(chunk):
-            out[n][i] = float(-logp[b, pos, orig.to(device)].mean())
-    model.train(was)
+    for (n, i, orig), logits in zip(where, _masked_slot_logits(model, images, jobs, batch_size)):
+        logp = torch.log_softmax(logits, -1)
+        out[n][i] = float(-logp[torch.arange(len(orig)), orig.to(logp.device)].mean())
     return out
 
 
@@ -323,44 +339,51 @@ class Screener:
 
 # reconstruction -----------------------------------------------------------------------------------
 @torch.no_grad()
-def propose(model: KlipModel, images: torch.Tensor, item: Item, index: int, top_k: int) -> list[str]:
-    """Candidate bodies for clause `index`: its knowledge slots masked, the image-conditioned MLM's top-k
-    filler per slot (one slot changed at a time) and its best filler for every slot together."""
+def propose(model: KlipModel, images: torch.Tensor, items: list[Item], jobs: list[tuple[int, int]],
+            top_k: int) -> list[list[str]]:
+    """Candidate bodies for each (item index, clause index) job: the clause's knowledge slots masked, the
+    image-conditioned MLM's top-k filler per slot (one slot changed at a time) and its best filler for every
+    slot together. A clause without knowledge slots gets no candidates."""
     tok = model.tokenizer
-    enc, slots = slot_positions(tok, item)
-    pos = slots[index]
-    if not pos:
-        return []
-    ids = torch.tensor(enc["input_ids"]).index_fill(0, torch.tensor(pos), tok.mask_token_id)
-    device = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    logits = model.mlm_logits(images[[item.row]].to(device), ids[None].to(device), torch.ones_like(ids)[None].to(device))[0]
-    model.train(was)
-    start = sum(len(c.piece) for c in item.clauses[:index])
-    body = item.clauses[index].body
-    vocab = tok.convert_ids_to_tokens(list(range(logits.shape[-1])))
     special = set(tok.all_special_ids)
+    encoded, masked = [], []
+    for n, i in jobs:
+        enc, slots = slot_positions(tok, items[n])
+        encoded.append((enc, slots[i]))
+        if slots[i]:
+            ids = torch.tensor(enc["input_ids"]).index_fill(0, torch.tensor(slots[i]), tok.mask_token_id)
+            masked.append((items[n].row, ids, slots[i]))
+    logits = iter(_masked_slot_logits(model, images, masked))
+    out = []
+    for (n, i), (enc, pos) in zip(jobs, encoded):
+        if not pos:
+            out.append([])
+            continue
+        slot_logits = next(logits)
+        item = items[n]
+        start = sum(len(c.piece) for c in item.clauses[:i])
+        body = item.clauses[i].body
 
-    def fillers(p):
-        orig = vocab[enc["input_ids"][p]]
-        order = logits[p].argsort(descending=True).tolist()
-        ok = [t for t in order[:200] if t not in special and vocab[t].startswith("##") == orig.startswith("##")
-              and any(ch.isalnum() for ch in vocab[t])]
-        return [vocab[t].removeprefix("##") for t in ok[:top_k]]
+        def fillers(k):
+            orig = tok.convert_ids_to_tokens(enc["input_ids"][pos[k]])
+            top = slot_logits[k].topk(200).indices.tolist()
+            words = [w for t, w in zip(top, tok.convert_ids_to_tokens(top)) if t not in special
+                     and w.startswith("##") == orig.startswith("##") and any(ch.isalnum() for ch in w)]
+            return [w.removeprefix("##") for w in words[:top_k]]
 
-    def edit(changes: dict[int, str]) -> str:
-        out, last = [], 0
-        for p in sorted(changes):
-            a, b = enc["offset_mapping"][p]
-            out += [body[last:a - start], changes[p]]
-            last = b - start
-        return "".join(out) + body[last:]
+        def edit(changes: dict[int, str]) -> str:
+            text, last = [], 0
+            for p in sorted(changes):
+                a, b = enc["offset_mapping"][p]
+                text += [body[last:a - start], changes[p]]
+                last = b - start
+            return "".join(text) + body[last:]
 
-    options = {p: fillers(p) for p in pos}
-    cands = [edit({p: w}) for p in pos for w in options[p]]
-    cands.append(edit({p: options[p][0] for p in pos if options[p]}))
-    return [c for c in dict.fromkeys(cands) if c != body]
+        options = {p: fillers(k) for k, p in enumerate(pos)}
+        cands = [edit({p: w}) for p in pos for w in options[p]]
+        cands.append(edit({p: options[p][0] for p in pos if options[p]}))
+        out.append([c for c in dict.fromkeys(cands) if c != body])
+    return out
 
 
 def reconstruct(model: KlipModel, images: torch.Tensor, items: list[Item], screener: Screener, feats: list[dict],
@@ -368,8 +391,9 @@ def reconstruct(model: KlipModel, images: torch.Tensor, items: list[Item], scree
     """Copies of the items where each flagged clause is replaced by its best candidate (by the screener's score
     of the candidate in the view) when that beats the original's score by `margin`; other clauses untouched."""
     out = [dataclasses.replace(it, clauses=[dataclasses.replace(c) for c in it.clauses]) for it in items]
-    jobs = [(n, i, body) for n, it in enumerate(items) for i, f in enumerate(it.flagged) if f
-            for body in propose(model, images, it, i, top_k)]
+    flagged = [(n, i) for n, it in enumerate(items) for i, f in enumerate(it.flagged) if f]
+    jobs = [(n, i, body) for (n, i), bodies in zip(flagged, propose(model, images, items, flagged, top_k))
+            for body in bodies]
     if not jobs:
         return out
     variants = []
