@@ -25,8 +25,14 @@ def test_l0_knows_metadata_only():
     l0 = level0(facts)
     assert set(l0.facts) == {"platform", "band", "polarizations", "resolution_m", "width", "height"}
     prompt = messages(build_chain(facts, "L0"))[1]["content"]
-    assert "Rotterdam" not in prompt and "ship" not in prompt.split("Describe")[0]
+    assert "Rotterdam" not in prompt and "ship" not in prompt.split("What is known about the tile:")[1]
     assert "Rotterdam" in messages(build_chain(facts, "L5"))[1]["content"]
+
+
+def test_prompts_of_different_tiles_share_everything_before_the_knowledge():
+    a, b = (messages(build_chain(f, "L5"))[1]["content"] for f in (rotterdam_facts(), random_facts(3)))
+    shared = a.index("What is known about the tile:") + len("What is known about the tile:")
+    assert a[:shared] == b[:shared] and a != b  # a server's prefix cache covers the instructions and template
 
 
 def test_chain_levels_are_cumulative():

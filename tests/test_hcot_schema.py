@@ -20,6 +20,11 @@ def test_parse_accepts_fenced_json_and_fills_missing_with_none():
     assert dims["Terrain"] == "The terrain is plain" and dims["Count"] is None and len(dims) == 16
 
 
+def test_parse_takes_dimension_keys_in_any_letter_case():
+    dims = parse_dimensions('{"terrain": "The terrain is plain", "COUNT": "Count: 3 ships"}')
+    assert dims["Terrain"] == "The terrain is plain" and dims["Count"] == "Count: 3 ships"
+
+
 @pytest.mark.parametrize("raw, message", [
     ("Sure! The terrain is plain.", "no JSON object"),
     ('{"Terrain": "The terrain is', "no JSON object"),
@@ -27,6 +32,7 @@ def test_parse_accepts_fenced_json_and_fills_missing_with_none():
     ('{"Terrain": "plain", "Colour": "grey"}', "unknown keys ['Colour']"),
     ('{"Count": 3}', "Count is a int"),
     ('{"Terrain": ""}', "fills no dimension"),
+    ('{"Terrain": "plain", "terrain": "hilly"}', "Terrain is given twice"),
 ])
 def test_parse_rejects_malformed(raw, message):
     with pytest.raises(MalformedOutput, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -2,7 +2,9 @@
 
 `--backend template` (default): realise, validate, calibrate and fact-check on one core.
 `--backend openai`: an OpenAI-compatible server (`--base-url`, or `--serve` to start the local llama.cpp server)
-at each `--concurrency` level: captions/s and completion tokens/s as the server reports them.
+at each `--concurrency` level: captions/s and completion and prompt tokens/s as the server reports them.
+`--accuracy` then asks the same tiles at L0 and through the HCoT chain and prints the fact-checked accuracy of
+L0, the HCoT draft and HCoT+L5 (evaluate.compare_levels).
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens,
                         help="openai: the answer may use 25x this many tokens")
     parser.add_argument("--timeout", type=float, default=300.0, help="openai: seconds per request")
+    parser.add_argument("--json-mode", action=argparse.BooleanOptionalAction, default=d.json_mode,
+                        help="openai: ask for response_format json_object (--no-json-mode: plain prompting)")
+    parser.add_argument("--retries", type=int, default=d.retries,
+                        help="openai: re-asks of a malformed answer (each is one more request)")
+    parser.add_argument("--threads", type=int, default=0, help="--serve: the server's CPU threads (0: every core)")
+    parser.add_argument("--accuracy", action="store_true",
+                        help="openai: also measure L0 vs HCoT vs HCoT+L5 fact accuracy on the same tiles")
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -67,14 +76,15 @@ def bench(args: argparse.Namespace) -> int:
 
 def bench_openai(args: argparse.Namespace, facts: list[dict]) -> int:
     """Caption the first `--tiles` tiles once per concurrency level and print the rates."""
-    from .server import LlamaServer, ServerError
+    from .evaluate import compare_levels
+    from .server import LlamaServer, ServerConfig, ServerError
 
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if args.serve == bool(args.base_url):
         print("klip bench caption --backend openai: give --base-url URL or --serve (not both)")
         return 2
     try:
-        server = LlamaServer() if args.serve else contextlib.nullcontext()
+        server = LlamaServer(ServerConfig(n_threads=args.threads)) if args.serve else contextlib.nullcontext()
     except ServerError as e:
         print(f"klip bench caption: {e}")
         return 2
@@ -82,17 +92,26 @@ def bench_openai(args: argparse.Namespace, facts: list[dict]) -> int:
     with server:
         base_url = server.base_url if args.serve else args.base_url
         model = args.model or (server.model if args.serve else "")
-        print(f"caption openai: {len(tiles)} tiles at {args.level} per level, model {model!r} at {base_url}")
+        print(f"caption openai: {len(tiles)} tiles at {args.level} per level, model {model!r} at {base_url}, "
+              f"json mode {'on' if args.json_mode else 'off'}, answers up to {25 * args.max_new_tokens} tokens")
         for concurrency in levels:
-            backend = OpenAIBackend(base_url=base_url, model=model, concurrency=concurrency,
-                                    timeout_s=args.timeout, max_tokens=25 * args.max_new_tokens)
+            backend = OpenAIBackend(base_url=base_url, model=model, concurrency=concurrency, timeout_s=args.timeout,
+                                    max_tokens=25 * args.max_new_tokens, json_mode=args.json_mode)
             start = time.perf_counter()
-            records = caption_batch(tiles, backend, args.level, seed=0, retries=CaptionConfig().retries)
+            records = caption_batch(tiles, backend, args.level, seed=0, retries=args.retries)
             seconds = time.perf_counter() - start
             failed = sum(r["status"] == "failed" for r in records)
             used = backend.usage
             print(f"  concurrency {concurrency}: {len(records)} captions in {seconds:.1f} s = "
                   f"{len(records) / seconds:.3f} captions/s, {used['completion_tokens'] / seconds:.1f} tokens/s "
-                  f"({used['completion_tokens']} completion + {used['prompt_tokens']} prompt tokens; "
-                  f"{failed} failed)")
+                  f"({used['completion_tokens']} completion + {used['prompt_tokens']} prompt tokens = "
+                  f"{used['prompt_tokens'] / seconds:.0f} prompt tokens/s; {failed} failed)")
+        if args.accuracy:
+            backend = OpenAIBackend(base_url=base_url, model=model, concurrency=max(levels), timeout_s=args.timeout,
+                                    max_tokens=25 * args.max_new_tokens, json_mode=args.json_mode)
+            result = compare_levels(tiles, backend, retries=args.retries)
+            mean = "  ".join(f"{c} {m:.3f}" if m is not None else f"{c} n/a" for c, m in result["mean"].items())
+            answered = ", ".join(f"{c} {a:.0%}" for c, a in result["answered"].items())
+            print(f"  accuracy over {len(tiles)} tiles (mean over dimensions): {mean}; valid JSON answers: "
+                  f"{answered}; dimensions repaired by L5: {result['repaired']}")
     return 0

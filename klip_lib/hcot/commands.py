@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="tiles per backend call")
     parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="LLM tokens per dimension")
     parser.add_argument("--timeout", type=float, default=d.timeout_s, help="openai: seconds per request")
+    parser.add_argument("--json-mode", action=argparse.BooleanOptionalAction, default=d.json_mode,
+                        help="openai: ask the server for a JSON object (response_format); --no-json-mode prompts "
+                             "plainly (no grammar-constrained decoding), the answer is validated either way")
     parser.add_argument("--retries", type=int, default=d.retries, help="re-asks of a malformed LLM answer")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--retry-failed", action="store_true", help="redo tiles whose record says failed")
@@ -33,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     cfg = CaptionConfig(backend=args.backend, level=args.level, model=args.model, base_url=args.base_url,
                         api_key_env=args.api_key_env, concurrency=args.concurrency, batch_size=args.batch_size,
-                        max_new_tokens=args.max_new_tokens, timeout_s=args.timeout, retries=args.retries,
-                        seed=args.seed)
+                        max_new_tokens=args.max_new_tokens, timeout_s=args.timeout, json_mode=args.json_mode,
+                        retries=args.retries, seed=args.seed)
     summary = generate_captions(args.index, args.out, cfg, retry_failed=args.retry_failed,
                                 progress=not args.no_progress)
     print(json.dumps(summary))

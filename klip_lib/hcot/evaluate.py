@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..vocab import CAPTION_DIMENSIONS
 from .factcheck import accuracy
-from .generate import caption_batch
+from .generate import MALFORMED_NOTE, caption_batch
 
 
 def compare_levels(facts_list: list[dict], backend, dimensions: tuple[str, ...] = CAPTION_DIMENSIONS,
@@ -16,16 +16,23 @@ def compare_levels(facts_list: list[dict], backend, dimensions: tuple[str, ...] 
     L1..L4 prompt's draft, before calibration) and "HCoT+L5" (after calibration), over `dimensions`.
 
     Returns {"accuracy": {condition: {dim: acc}}, "mean": {condition: mean acc}, "records": {"L0": [...],
-    "L5": [...]}, "repaired": how many of the asked dimensions L5 changed}.
+    "L5": [...]}, "repaired": how many of the asked dimensions L5 changed, "answered": {"L0": share of tiles
+    whose answer was valid JSON, "HCoT": the same for the L1..L4 drafts}}. An answer that fails or does not
+    parse counts as wrong on every dimension that applies, in each condition alike.
     """
-    l0 = caption_batch(facts_list, backend, "L0", seed, retries)
     l5 = caption_batch(facts_list, backend, "L5", seed, retries)
+    l0 = caption_batch(facts_list, backend, "L0", seed, retries)
     drafts = [{"factcheck": r["draft_factcheck"]} for r in l5 if r["status"] == "ok"]
     acc = {"L0": accuracy(l0), "HCoT": accuracy(drafts), "HCoT+L5": accuracy(l5)}
     acc = {c: {d: a[d] for d in dimensions} for c, a in acc.items()}
     mean = {c: _mean(a.values()) for c, a in acc.items()}
     repaired = sum(r["draft_factcheck"][d] is False for r in l5 if r["status"] == "ok" for d in dimensions)
-    return {"accuracy": acc, "mean": mean, "records": {"L0": l0, "L5": l5}, "repaired": repaired}
+    n = max(1, len(facts_list))
+    parsed = sum(r["status"] == "ok" and not any(c.startswith(MALFORMED_NOTE) for c in r.get("calibration", []))
+                 for r in l5)
+    answered = {"L0": sum(r["status"] == "ok" for r in l0) / n, "HCoT": parsed / n}
+    return {"accuracy": acc, "mean": mean, "records": {"L0": l0, "L5": l5}, "repaired": repaired,
+            "answered": answered}
 
 
 def _mean(values) -> float | None:

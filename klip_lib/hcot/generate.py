@@ -16,6 +16,8 @@ from .factcheck import check_caption
 from .prompts import messages, prompt_text
 from .schema import LEVELS, MalformedOutput, make_record, parse_dimensions, record_key
 
+MALFORMED_NOTE = "draft malformed after retries"  # how an L5 record's calibration notes start when it had no draft
+
 
 @dataclass
 class CaptionConfig:
@@ -30,6 +32,7 @@ class CaptionConfig:
     batch_size: int = 16  # tiles drafted per backend call (and rows per generate() for transformers)
     max_new_tokens: int = 32  # transformers: tokens per dimension; openai uses 25x this for the whole object
     timeout_s: float = 60.0  # openai: seconds per request
+    json_mode: bool = True  # openai: ask for response_format json_object (False: plain prompting, still validated)
     retries: int = 1  # re-asks of a malformed answer (sampling instead of greedy)
     seed: int = 0  # phrasing and sampling seed
 
@@ -42,7 +45,7 @@ def backend_from_config(cfg: CaptionConfig):
     if cfg.backend == "openai":
         return make_backend("openai", base_url=cfg.base_url, model=cfg.model, api_key_env=cfg.api_key_env,
                             concurrency=cfg.concurrency, timeout_s=cfg.timeout_s,
-                            max_tokens=25 * cfg.max_new_tokens)
+                            max_tokens=25 * cfg.max_new_tokens, json_mode=cfg.json_mode)
     return make_backend(cfg.backend)
 
 
@@ -88,7 +91,7 @@ def _record(job: Job, answer, backend, level: str, seed: int) -> dict:
         return make_record(facts["tile_id"], answer, factcheck=check_caption(answer, facts), **common)
     draft = None if isinstance(answer, Exception) else answer
     dims, l5 = level5_calibrate(draft, facts, seed)
-    notes = ([f"draft malformed after retries ({answer}); rebuilt from levels 1 to 4"] if draft is None else []) \
+    notes = ([f"{MALFORMED_NOTE} ({answer}); rebuilt from levels 1 to 4"] if draft is None else []) \
         + l5.facts["changes"]
     draft_check = l5.facts["draft_factcheck"]
     changed = {d: dims[d] for d in dims if draft_check[d] is False}

@@ -31,12 +31,14 @@ def caption_text(dims: dict[str, str | None]) -> str:
 
 
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+_CANONICAL = {d.lower(): d for d in CAPTION_DIMENSIONS}
 
 
 def parse_dimensions(raw: str) -> dict[str, str | None]:
     """Validate an LLM answer: one JSON object whose keys are caption dimensions and values strings or null.
 
-    Text around the object (a code fence, a preamble) is ignored; missing dimensions become None.
+    Text around the object (a code fence, a preamble) is ignored; missing dimensions become None; a key that is
+    a dimension in another letter case ("terrain", as small models write it) counts as that dimension.
     Raises MalformedOutput saying what is wrong.
     """
     match = _JSON_OBJECT.search(raw or "")
@@ -48,6 +50,13 @@ def parse_dimensions(raw: str) -> dict[str, str | None]:
         raise MalformedOutput(f"invalid JSON ({e.msg} at char {e.pos}): {match.group(0)[:80]!r}") from None
     if not isinstance(obj, dict):
         raise MalformedOutput("the JSON answer is not an object")
+    named = {}
+    for key, value in obj.items():
+        dim = _CANONICAL.get(key.lower(), key)
+        if dim in named:
+            raise MalformedOutput(f"{dim} is given twice (keys differ only in letter case)")
+        named[dim] = value
+    obj = named
     unknown = sorted(set(obj) - set(CAPTION_DIMENSIONS))
     if unknown:
         raise MalformedOutput(f"unknown keys {unknown}; expected some of {list(CAPTION_DIMENSIONS)}")
