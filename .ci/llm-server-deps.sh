@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What the llama.cpp server tests (tests/test_llm_server.py, marker llm_server) need in the project venv:
-# llama-cpp-python built from its source release (no wheel exists for this platform; measured 13 min wall,
-# 11.5 CPU-minutes, on a busy 2-core machine)
-# plus the packages its OpenAI-compatible server imports. Run after `make venv`, before `make test`.
+# llama-cpp-python built from its source release (no wheel exists for this platform; about 6 min on a quiet 2-core
+# machine, 13 min wall = 11.5 CPU-minutes on a busy one) plus the packages its OpenAI-compatible server imports.
+# Run after `make venv`, before `make test` (.ci/run does).
 # Idempotent: does nothing when the pinned versions are installed; the built wheel is kept in $LLM_WHEEL_DIR
 # (default .venv/wheels) and pip's own wheel cache, so a venv rebuilt on the same machine does not compile again.
 set -euo pipefail
