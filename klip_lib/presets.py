@@ -16,9 +16,9 @@ PRESETS: dict[str, dict[str, dict]] = {
             "image_encoder": "vit_tiny_patch16_224", "image_size": 64, "patch_size": 8,
             "image_encoder_kwargs": {"depth": 4}, "text_init": "config", "text_hidden": 128, "text_layers": 4,
             "text_heads": 2, "text_intermediate": 512, "text_positions": 128, "fusion_layers": 2,
-            "max_text_len": 96, "embed_dim": 64, "queue_size": 256,
+            "max_text_len": 96, "embed_dim": 64, "queue_size": 64, "momentum": 0.9,
         },
-        "train": {"steps": 40, "batch_size": 16, "lr": 5e-4, "warmup_steps": 5, "checkpoint_every": 20},
+        "train": {"steps": 100, "batch_size": 16, "lr": 2e-3, "warmup_steps": 10, "checkpoint_every": 50},
     },
     "gpu": {
         "data": {"n_tiles": 20000, "tile_size": 256, "image_size": 224},

@@ -345,7 +345,6 @@ def propose(model: KlipModel, images: torch.Tensor, items: list[Item], jobs: lis
     image-conditioned MLM's top-k filler per slot (one slot changed at a time) and its best filler for every
     slot together. A clause without knowledge slots gets no candidates."""
     tok = model.tokenizer
-    special = set(tok.all_special_ids)
     encoded, masked = [], []
     for n, i in jobs:
         enc, slots = slot_positions(tok, items[n])
@@ -354,36 +353,36 @@ def propose(model: KlipModel, images: torch.Tensor, items: list[Item], jobs: lis
             ids = torch.tensor(enc["input_ids"]).index_fill(0, torch.tensor(slots[i]), tok.mask_token_id)
             masked.append((items[n].row, ids, slots[i]))
     logits = iter(_masked_slot_logits(model, images, masked))
-    out = []
-    for (n, i), (enc, pos) in zip(jobs, encoded):
-        if not pos:
-            out.append([])
-            continue
-        slot_logits = next(logits)
-        item = items[n]
-        start = sum(len(c.piece) for c in item.clauses[:i])
-        body = item.clauses[i].body
+    return [_candidates(tok, items[n], i, enc, pos, next(logits), top_k) if pos else []
+            for (n, i), (enc, pos) in zip(jobs, encoded)]
 
-        def fillers(k):
-            orig = tok.convert_ids_to_tokens(enc["input_ids"][pos[k]])
-            top = slot_logits[k].topk(200).indices.tolist()
-            words = [w for t, w in zip(top, tok.convert_ids_to_tokens(top)) if t not in special
-                     and w.startswith("##") == orig.startswith("##") and any(ch.isalnum() for ch in w)]
-            return [w.removeprefix("##") for w in words[:top_k]]
 
-        def edit(changes: dict[int, str]) -> str:
-            text, last = [], 0
-            for p in sorted(changes):
-                a, b = enc["offset_mapping"][p]
-                text += [body[last:a - start], changes[p]]
-                last = b - start
-            return "".join(text) + body[last:]
+def _candidates(tok, item: Item, index: int, enc: dict, pos: list[int], slot_logits: torch.Tensor,
+                top_k: int) -> list[str]:
+    """Clause `index` of `item` with its slot tokens (positions `pos` of `enc`) replaced by the MLM's fillers."""
+    special = set(tok.all_special_ids)
+    start = sum(len(c.piece) for c in item.clauses[:index])
+    body = item.clauses[index].body
 
-        options = {p: fillers(k) for k, p in enumerate(pos)}
-        cands = [edit({p: w}) for p in pos for w in options[p]]
-        cands.append(edit({p: options[p][0] for p in pos if options[p]}))
-        out.append([c for c in dict.fromkeys(cands) if c != body])
-    return out
+    def fillers(k):
+        orig = tok.convert_ids_to_tokens(enc["input_ids"][pos[k]])
+        top = slot_logits[k].topk(200).indices.tolist()
+        words = [w for t, w in zip(top, tok.convert_ids_to_tokens(top)) if t not in special
+                 and w.startswith("##") == orig.startswith("##") and any(ch.isalnum() for ch in w)]
+        return [w.removeprefix("##") for w in words[:top_k]]
+
+    def edit(changes: dict[int, str]) -> str:
+        text, last = [], 0
+        for p in sorted(changes):
+            a, b = enc["offset_mapping"][p]
+            text += [body[last:a - start], changes[p]]
+            last = b - start
+        return "".join(text) + body[last:]
+
+    options = {p: fillers(k) for k, p in enumerate(pos)}
+    cands = [edit({p: w}) for p in pos for w in options[p]]
+    cands.append(edit({p: options[p][0] for p in pos if options[p]}))
+    return [c for c in dict.fromkeys(cands) if c != body]
 
 
 def reconstruct(model: KlipModel, images: torch.Tensor, items: list[Item], screener: Screener, feats: list[dict],

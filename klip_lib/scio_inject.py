@@ -153,9 +153,14 @@ def _capfilt_threshold(itm: np.ndarray, items: list[Item], wrong: list[list[bool
 
 
 def run_harness(run_dir, preset: str = "smoke", seed: int = 0, rate: float = 0.5, cfg=None,
-                out_name: str = "harness") -> list[dict]:
+                out_name: str = "harness", copies: int = 3) -> list[dict]:
     """SCIO on the run's training captions with `rate` of the eligible clauses corrupted; per round, screening
-    and reconstruction metrics for SCIO, random flagging at SCIO's rate and the whole-caption ITM filter."""
+    and reconstruction metrics for SCIO, random flagging at SCIO's rate and the whole-caption ITM filter.
+
+    Each training caption appears `copies` times, corrupted independently, as when an LLM captions a tile
+    several times and its hallucinations differ from one caption to the next while the truth stays: the
+    self-consistency SCIO relies on (with one caption per tile, a tiny corpus is memorised, errors included).
+    """
     from .hcot.generate import ensure_captions, read_captions
     from .paths import run_path
     from .scio import ScioConfig, agreement, default_steps, load_scio_data, reconstruct, run_rounds
@@ -165,7 +170,7 @@ def run_harness(run_dir, preset: str = "smoke", seed: int = 0, rate: float = 0.5
     cfg = cfg or ScioConfig(steps=default_steps(train_cfg.steps))
     records = read_captions(ensure_captions(run_dir, preset, seed))
     data = load_scio_data(ensure_shards(run_dir, preset, seed), records, model_config, cfg, seed)
-    data.train = inject_errors(data.train, data.facts, rate, seed)
+    data.train = [it for c in range(copies) for it in inject_errors(data.train, data.facts, rate, seed + 100 * c)]
     wrong_heldout = wrong_labels(data.heldout, data.facts)
 
     def on_round(name, model, items, fixed, scores, screener):

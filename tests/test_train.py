@@ -159,3 +159,35 @@ def test_torchrun_two_processes_train(shards, tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert rows[0]["images_per_s"] > 0
     assert (out / "model" / "model.safetensors").exists()
+
+
+DETERMINISM_SCRIPT = """
+import hashlib, sys, torch
+import klip_lib  # turns on torch's deterministic algorithms without CUDA
+from klip_lib import train
+torch.set_num_threads(2)
+config, cfg = train.configs_for("smoke", steps=3, checkpoint_every=3)  # the tiny model is too small to show it
+result = train.pretrain(sys.argv[1], sys.argv[2], config, cfg, captions=sys.argv[3], resume=False, progress=False)
+state = torch.load(result.out_dir / train.CHECKPOINT, weights_only=False)["model"]
+print(hashlib.sha256(b"".join(v.numpy().tobytes() for _, v in sorted(state.items()))).hexdigest())
+"""
+
+
+def test_two_processes_with_two_threads_train_identical_weights(tmp_path):
+    """Same seed, separate processes, 2 threads: bit-identical weights (without torch's deterministic algorithms
+    some CPU kernels reduce in a varying order and the weights differed in every process)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "2"}
+    env.pop("KLIP_DETERMINISTIC", None)
+    index = simulate_dataset(tmp_path / "data", SimConfig(n_tiles=16, tile_size=64, seed=0), progress=False)
+    shards = build_shards(index, tmp_path / "shards", image_size=64, channels=2).parent
+    captions = tmp_path / "captions.jsonl"  # captions as long as the text window, as HCoT writes them
+    tiles = json.loads((shards / "shards.json").read_text())["tiles"]
+    words = "the terrain is a flat plain with water in the top-left and three cargo ships near the port".split()
+    captions.write_text("".join(json.dumps({"tile_id": t["tile_id"], "status": "ok",
+                                            "text": " ".join(words[(k + i) % len(words)] for k in range(90))}) + "\n"
+                                for i, t in enumerate(tiles)))
+    digests = [subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT, str(shards), str(tmp_path / f"run{i}"),
+                               str(captions)],
+                              env=env, capture_output=True, text=True, check=True).stdout.split()[-1]
+               for i in range(2)]
+    assert digests[0] == digests[1]
