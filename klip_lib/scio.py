@@ -257,11 +257,19 @@ def slot_surprise(model: KlipModel, images: torch.Tensor, items: list[Item], bat
     return out
 
 
-def clause_features(model: KlipModel, images: torch.Tensor, items: list[Item]) -> list[dict[str, np.ndarray]]:
+def clause_features(model: KlipModel, images: torch.Tensor, items: list[Item],
+                    features: tuple[str, ...] | None = None) -> list[dict[str, np.ndarray]]:
     """Per item, per clause: the screening SCORES (oriented so that larger means more likely wrong) and the
-    MLM slot surprise."""
-    feats = screen_scores(model, images, items)
-    for f, s in zip(feats, slot_surprise(model, images, items)):
+    MLM slot surprise. Only the named `features` are computed (all by default); the others are zeros."""
+    features = FEATURES if features is None else features
+    if any(f in SCORES for f in features):
+        feats = screen_scores(model, images, items)
+    else:
+        feats = [{k: np.zeros(len(it.clauses)) for k in SCORES + ("itm_whole", "itm_without", "itc_without")}
+                 for it in items]
+    surprise = slot_surprise(model, images, items) if "surprise" in features else [np.zeros(len(it.clauses))
+                                                                                  for it in items]
+    for f, s in zip(feats, surprise):
         f["itm_alone"], f["itc_alone"], f["surprise"] = -f["itm_alone"], -f["itc_alone"], s
     return feats
 
@@ -301,7 +309,7 @@ class Screener:
     def score(self, dim: str | None, values: dict[str, float]) -> float:
         """The weighted sum of a clause's standardised features."""
         return sum(w * (values[f] - self.stats[(dim or "", f)][0]) / self.stats[(dim or "", f)][1]
-                   for f, w in self.weights.items())
+                   for f, w in self.weights.items() if w)
 
     def scores(self, items: list[Item], feats: list[dict], restandardise: bool = True) -> list[np.ndarray]:
         if restandardise:
@@ -332,6 +340,10 @@ class Screener:
             best = max(best, (f1, float(t) - 1e-9))
         screener.threshold = best[1]
         return screener
+
+    def used(self) -> tuple[str, ...]:
+        """The features with a non-zero weight (the only ones worth computing on the corpus)."""
+        return tuple(f for f, w in self.weights.items() if w > 0)
 
     def flag(self, scores: list[np.ndarray]) -> list[list[bool]]:
         return [[bool(v > self.threshold) for v in s] for s in scores]
@@ -399,9 +411,13 @@ def reconstruct(model: KlipModel, images: torch.Tensor, items: list[Item], scree
     for n, i, body in jobs:
         cl = [dataclasses.replace(c, body=body) if j == i else c for j, c in enumerate(items[n].clauses)]
         variants.append(dataclasses.replace(items[n], clauses=cl))
-    rows = [it.row for it in variants for _ in range(2)]
-    itc, itm = agreement(model, images, rows, [t for it, (_, i, b) in zip(variants, jobs) for t in (it.text(), b)])
-    surprise = slot_surprise(model, images, variants, only=[i for _, i, _ in jobs])
+    used = screener.used()  # features without weight are not computed (zeros)
+    itc = itm = np.zeros(2 * len(jobs))
+    if any(f in SCORES for f in used):
+        rows = [it.row for it in variants for _ in range(2)]
+        itc, itm = agreement(model, images, rows, [t for it, (_, i, b) in zip(variants, jobs) for t in (it.text(), b)])
+    surprise = (slot_surprise(model, images, variants, only=[i for _, i, _ in jobs]) if "surprise" in used
+                else [np.zeros(len(it.clauses)) for it in variants])
     best: dict[tuple[int, int], tuple[float, str]] = {}
     for k, ((n, i, body), it) in enumerate(zip(jobs, variants)):
         # the view without clause i is the same for every candidate: its agreement comes from the screening
@@ -489,7 +505,7 @@ def run_rounds(data: ScioData, out_dir, model_config: KlipConfig, train_cfg, cfg
             done += steps
         feats_val = clause_features(model, data.images, data.heldout)
         screener = Screener.calibrate(data.heldout, feats_val, wrong_labels(data.heldout, data.facts))
-        feats = clause_features(model, data.images, corpus)
+        feats = clause_features(model, data.images, corpus, screener.used())
         scores = screener.scores(corpus, feats)
         flags = screener.flag(scores)
         corpus = [dataclasses.replace(it, flagged=f) for it, f in zip(corpus, flags)]

@@ -118,3 +118,16 @@ def test_clause_dataclass_piece():
 
 # SCIO beating random flagging at the smoke preset (seed 0) is asserted by the last cell of
 # notebooks/05_scio.ipynb, which nbval runs in `make test`: the harness is too slow to run twice.
+
+
+def test_features_without_weight_are_not_computed(monkeypatch):
+    def no_agreement(*args, **kwargs):
+        raise AssertionError("agreement computed although no ITC/ITM feature has weight")
+
+    monkeypatch.setattr(scio, "agreement", no_agreement)
+    monkeypatch.setattr(scio, "slot_surprise", lambda model, images, items, **kw: [np.ones(len(i.clauses)) for i in items])
+    item = _item()
+    feats = clause_features(None, None, [item], features=("surprise",))[0]
+    assert list(feats["surprise"]) == [1.0] * len(item.clauses) and not feats["itm_gain"].any()
+    screener = Screener({f: 0.0 for f in scio.FEATURES} | {"surprise": 1.0}, 0.5)
+    assert screener.used() == ("surprise",)
