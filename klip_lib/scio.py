@@ -286,12 +286,17 @@ def _auc(score: np.ndarray, label: np.ndarray) -> float:
                  / (len(pos) * len(neg)))
 
 
+MIN_WEIGHT = 0.1
+"""A feature whose held-out AUC is under 0.55 (weight 2 * AUC - 1 < 0.1) gets no weight: with a few hundred
+calibration clauses that is within noise of chance, and an unweighted feature is not computed on the corpus."""
+
+
 @dataclass
 class Screener:
     """Turns clause features into a wrongness score and flags: per-dimension standardisation (on the screened
     corpus itself), feature weights and a threshold calibrated on held-out captions with known errors."""
 
-    weights: dict[str, float]  # feature -> weight: 2 * AUC - 1 on the held-out set, floored at 0
+    weights: dict[str, float]  # feature -> weight: 2 * AUC - 1 on the held-out set (0 under MIN_WEIGHT)
     threshold: float  # flag a clause whose score exceeds this (maximises F1 on the held-out set)
     stats: dict = field(default_factory=dict)  # (dim, feature) -> (mean, std) of the corpus last scored
 
@@ -327,7 +332,8 @@ class Screener:
         for f in FEATURES:
             x = np.concatenate([ft[f] for ft in feats])
             z = np.array([(v - stats[(d, f)][0]) / stats[(d, f)][1] for v, d in zip(x, dims)])
-            weights[f] = max(0.0, 2 * _auc(z, y) - 1)
+            w = 2 * _auc(z, y) - 1
+            weights[f] = w if w >= MIN_WEIGHT else 0.0
         if not any(weights.values()):
             weights["itm_gain"] = 1.0  # no feature separates the held-out errors: screen by ITM as SCIO states
         screener = cls(weights, 0.0, stats)
