@@ -290,6 +290,9 @@ MIN_WEIGHT = 0.1
 """A feature whose held-out AUC is under 0.55 (weight 2 * AUC - 1 < 0.1) gets no weight: with a few hundred
 calibration clauses that is within noise of chance, and an unweighted feature is not computed on the corpus."""
 
+MAX_FALSE_FLAGS = 0.1
+"""The screener's threshold flags at most this share of the held-out clauses that are true."""
+
 
 @dataclass
 class Screener:
@@ -297,7 +300,7 @@ class Screener:
     corpus itself), feature weights and a threshold calibrated on held-out captions with known errors."""
 
     weights: dict[str, float]  # feature -> weight: 2 * AUC - 1 on the held-out set (0 under MIN_WEIGHT)
-    threshold: float  # flag a clause whose score exceeds this (maximises F1 on the held-out set)
+    threshold: float  # flag a clause whose score exceeds this (held-out F1, capped by MAX_FALSE_FLAGS)
     stats: dict = field(default_factory=dict)  # (dim, feature) -> (mean, std) of the corpus last scored
 
     @staticmethod
@@ -344,7 +347,9 @@ class Screener:
             tp, fp, fn = (flag & y).sum(), (flag & ~y).sum(), (~flag & y).sum()
             f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
             best = max(best, (f1, float(t) - 1e-9))
-        screener.threshold = best[1]
+        # F1-optimal on the held-out errors, but flagging at most MAX_FALSE_FLAGS of its true clauses: the
+        # corpus may hold far fewer errors than the calibration set, and each flag removes text from training
+        screener.threshold = max(best[1], float(np.quantile(s[~y], 1 - MAX_FALSE_FLAGS)) if (~y).any() else best[1])
         return screener
 
     def used(self) -> tuple[str, ...]:
@@ -441,10 +446,10 @@ def reconstruct(model: KlipModel, images: torch.Tensor, items: list[Item], scree
 @dataclass
 class ScioConfig:
     steps: tuple[int, int, int] = (24, 8, 8)  # training steps of rounds p0 (all text), p1 (masked), p2 (reconstructed)
-    top_k: int = 3  # MLM fillers proposed per knowledge slot
+    top_k: int = 2  # MLM fillers proposed per knowledge slot
     margin: float = 0.5  # a candidate replaces a clause when its score is lower by this much (in standard units)
     calibration_rate: float = 0.5  # share of eligible held-out clauses made wrong to calibrate the screener
-    calibration_copies: int = 3  # differently corrupted copies of the held-out captions (more calibration clauses)
+    calibration_copies: int = 2  # differently corrupted copies of the held-out captions (more calibration clauses)
 
 
 @dataclass

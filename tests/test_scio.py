@@ -131,3 +131,17 @@ def test_features_without_weight_are_not_computed(monkeypatch):
     assert list(feats["surprise"]) == [1.0] * len(item.clauses) and not feats["itm_gain"].any()
     screener = Screener({f: 0.0 for f in scio.FEATURES} | {"surprise": 1.0}, 0.5)
     assert screener.used() == ("surprise",)
+
+
+def test_calibrated_threshold_flags_at_most_a_tenth_of_true_heldout_clauses():
+    rng = np.random.default_rng(0)
+    n = 200
+    wrong = rng.random(n) < 0.5  # many errors: the F1-optimal threshold alone would flag most clauses
+    clauses = [Clause("Count", f"c{i}", ". ") for i in range(n)]
+    item = Item("t0", 0, clauses, None, [None] * n, [False] * n)
+    feats = {f: np.zeros(n) for f in scio.FEATURES}
+    feats["surprise"] = wrong + rng.normal(0, 1.5, n)  # weakly informative
+    screener = Screener.calibrate([item], [feats], [list(wrong)])
+    flags = np.array(screener.flag(screener.scores([item], [feats], restandardise=False))[0])
+    assert 0 < flags[~wrong].mean() <= scio.MAX_FALSE_FLAGS + 0.01
+    assert flags[wrong].mean() > flags[~wrong].mean()
