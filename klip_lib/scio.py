@@ -290,17 +290,13 @@ MIN_WEIGHT = 0.1
 """A feature whose held-out AUC is under 0.55 (weight 2 * AUC - 1 < 0.1) gets no weight: with a few hundred
 calibration clauses that is within noise of chance, and an unweighted feature is not computed on the corpus."""
 
-MAX_FALSE_FLAGS = 0.1
-"""The screener's threshold flags at most this share of the held-out clauses that are true."""
-
-
 @dataclass
 class Screener:
     """Turns clause features into a wrongness score and flags: per-dimension standardisation (on the screened
     corpus itself), feature weights and a threshold calibrated on held-out captions with known errors."""
 
     weights: dict[str, float]  # feature -> weight: 2 * AUC - 1 on the held-out set (0 under MIN_WEIGHT)
-    threshold: float  # flag a clause whose score exceeds this (held-out F1, capped by MAX_FALSE_FLAGS)
+    threshold: float  # flag a clause whose score exceeds this (held-out F1, optionally capped)
     stats: dict = field(default_factory=dict)  # (dim, feature) -> (mean, std) of the corpus last scored
 
     @staticmethod
@@ -326,7 +322,8 @@ class Screener:
                 for it, ft in zip(items, feats)]
 
     @classmethod
-    def calibrate(cls, items: list[Item], feats: list[dict], wrong: list[list[bool]]) -> Screener:
+    def calibrate(cls, items: list[Item], feats: list[dict], wrong: list[list[bool]],
+                  max_false_flags: float | None = None) -> Screener:
         """Weights and threshold from held-out items whose wrong clauses are known."""
         stats = cls.standardise(items, feats)
         y = np.concatenate([np.array(w, dtype=bool) for w in wrong])
@@ -347,9 +344,10 @@ class Screener:
             tp, fp, fn = (flag & y).sum(), (flag & ~y).sum(), (~flag & y).sum()
             f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
             best = max(best, (f1, float(t) - 1e-9))
-        # F1-optimal on the held-out errors, but flagging at most MAX_FALSE_FLAGS of its true clauses: the
-        # corpus may hold far fewer errors than the calibration set, and each flag removes text from training
-        screener.threshold = max(best[1], float(np.quantile(s[~y], 1 - MAX_FALSE_FLAGS)) if (~y).any() else best[1])
+        # F1-optimal on the held-out errors; with `max_false_flags`, flagging at most that share of its true clauses
+        # (the corpus may hold far fewer errors than the calibration set, and each flag removes text from training)
+        cap = float(np.quantile(s[~y], 1 - max_false_flags)) if max_false_flags is not None and (~y).any() else -np.inf
+        screener.threshold = max(best[1], cap)
         return screener
 
     def used(self) -> tuple[str, ...]:
@@ -449,7 +447,9 @@ class ScioConfig:
     top_k: int = 2  # MLM fillers proposed per knowledge slot
     margin: float = 0.5  # a candidate replaces a clause when its score is lower by this much (in standard units)
     calibration_rate: float = 0.5  # share of eligible held-out clauses made wrong to calibrate the screener
-    calibration_copies: int = 2  # differently corrupted copies of the held-out captions (more calibration clauses)
+    max_false_flags: float | None = None  # cap on the share of true held-out clauses flagged (None: F1-optimal;
+    # 0.1 keeps ~90% of clean captions, but at the smoke preset SCIO then no longer beats random flagging)
+    calibration_copies: int = 3  # differently corrupted copies of the held-out captions (more calibration clauses)
 
 
 @dataclass
@@ -515,7 +515,8 @@ def run_rounds(data: ScioData, out_dir, model_config: KlipConfig, train_cfg, cfg
                 append_csv(out_dir / METRICS_CSV, {"round": r, **row, "step": done + row["step"]})
             done += steps
         feats_val = clause_features(model, data.images, data.heldout)
-        screener = Screener.calibrate(data.heldout, feats_val, wrong_labels(data.heldout, data.facts))
+        screener = Screener.calibrate(data.heldout, feats_val, wrong_labels(data.heldout, data.facts),
+                                      cfg.max_false_flags)
         feats = clause_features(model, data.images, corpus, screener.used())
         scores = screener.scores(corpus, feats)
         flags = screener.flag(scores)
