@@ -163,7 +163,7 @@ def test_torchrun_two_processes_train(shards, tmp_path):
 
 DETERMINISM_SCRIPT = """
 import hashlib, sys, torch
-import klip_lib  # turns on torch's deterministic algorithms without CUDA
+import klip_lib  # KLIP_DETERMINISTIC=1: torch's deterministic algorithms
 from klip_lib import train
 torch.set_num_threads(2)
 config, cfg = train.configs_for("smoke", steps=3, checkpoint_every=3)  # the tiny model is too small to show it
@@ -174,10 +174,10 @@ print(hashlib.sha256(b"".join(v.numpy().tobytes() for _, v in sorted(state.items
 
 
 def test_two_processes_with_two_threads_train_identical_weights(tmp_path):
-    """Same seed, separate processes, 2 threads: bit-identical weights (without torch's deterministic algorithms
-    some CPU kernels reduce in a varying order and the weights differed in every process)."""
+    """Same seed, separate processes, 2 threads, KLIP_DETERMINISTIC=1: bit-identical weights (without torch's
+    deterministic algorithms some CPU kernels reduce in a varying order and the weights differed in every process)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "2"}
-    env.pop("KLIP_DETERMINISTIC", None)
+    env["KLIP_DETERMINISTIC"] = "1"
     index = simulate_dataset(tmp_path / "data", SimConfig(n_tiles=16, tile_size=64, seed=0), progress=False)
     shards = build_shards(index, tmp_path / "shards", image_size=64, channels=2).parent
     captions = tmp_path / "captions.jsonl"  # captions as long as the text window, as HCoT writes them
