@@ -212,15 +212,19 @@ def slot_positions(tokenizer, item: Item) -> tuple[dict, list[list[int]]]:
     return enc, slots
 
 
+@torch.no_grad()
 def _masked_slot_logits(model: KlipModel, images: torch.Tensor, jobs: list[tuple[int, torch.Tensor, list[int]]],
                         batch_size: int = 64):
     """For jobs (image row, input_ids with the slots masked, slot positions): per job the image-conditioned MLM
-    logits [len(positions), vocab] at its slots. Images are encoded once; the vocabulary head runs on slots only."""
+    logits [len(positions), vocab] at its slots. Each image the jobs use is encoded once (not every tile of
+    `images`); the vocabulary head runs on slots only."""
     tok = model.tokenizer
     device = next(model.parameters()).device
     was = model.training
     model.eval()
-    image_tokens = model._image(images.to(device))[0]
+    used = sorted({j[0] for j in jobs})
+    at = {row: k for k, row in enumerate(used)}
+    image_tokens = model._image(images[used].to(device))[0] if used else None
     out = []
     for s in range(0, len(jobs), batch_size):
         chunk = jobs[s:s + batch_size]
@@ -228,7 +232,7 @@ def _masked_slot_logits(model: KlipModel, images: torch.Tensor, jobs: list[tuple
         select = torch.zeros(ids.shape, dtype=torch.bool)
         for b, (_, _, pos) in enumerate(chunk):
             select[b, pos] = True
-        rows = torch.tensor([j[0] for j in chunk], device=device)
+        rows = torch.tensor([at[j[0]] for j in chunk], device=device)
         logits = model.mlm_logits(None, ids.to(device), (ids != tok.pad_token_id).long().to(device),
                                   select.to(device), image_tokens[rows]).float()
         out += list(logits.split([len(j[2]) for j in chunk]))  # rows of `select` are in job order
@@ -289,6 +293,7 @@ def _auc(score: np.ndarray, label: np.ndarray) -> float:
 MIN_WEIGHT = 0.1
 """A feature whose held-out AUC is under 0.55 (weight 2 * AUC - 1 < 0.1) gets no weight: with a few hundred
 calibration clauses that is within noise of chance, and an unweighted feature is not computed on the corpus."""
+
 
 @dataclass
 class Screener:
