@@ -92,24 +92,74 @@ def test_majority_caption_takes_the_most_common_text():
     assert base["Terrain"] == "The terrain is a plain" and base["text"] == "The terrain is a plain."
 
 
-@pytest.mark.slow
-def test_decoder_learns_captions_and_beam_search_writes_them():
-    """Two tiles learnt by heart: most generated dimensions pass the fact-checker, 'none' where none applies."""
-    torch.manual_seed(0)
-    facts = [fake_facts(0, 2), fake_facts(1, 0, "urban", vehicle=False)]
+def caption_split(n: int, seed: int, first: int = 0) -> retrieval.SplitData:
+    """Tiles alternating between dark water with two ships and bright urban land without targets (noisy images)."""
+    facts = [fake_facts(i, 2) if i % 2 == 0 else fake_facts(i, 0, "urban", vehicle=False)
+             for i in range(first, first + n)]
+    images = torch.stack([torch.full((2, 32, 32), -1.5 if i % 2 == 0 else 1.5) for i in range(n)])
+    images = images + 0.3 * torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
     records = [[{**realise(f), "text": caption_text(realise(f))}] for f in facts]
-    images = torch.stack([torch.full((2, 32, 32), -1.0), torch.full((2, 32, 32), 1.0)])
-    data = retrieval.SplitData(images=images, tile_ids=["t0", "t1"], facts=facts, records=records)
-    cfg = captioning.CaptionConfig(steps=100, batch_size=32, lr=1e-3, num_beams=2, max_new_tokens=24)
-    decoder = captioning.fine_tune(tiny_model(text_dropout=0.0, text_hidden=64), data, cfg, progress=False)
-    caps = captioning.generate(decoder, images, cfg)
-    assert captioning.fact_accuracy(caps, facts)["mean"] >= 0.75  # measured 0.81 (untrained: 0)
+    return retrieval.SplitData(images=images, tile_ids=[f["tile_id"] for f in facts], facts=facts, records=records)
+
+
+def test_packed_rows_give_the_hidden_states_of_separate_sequences():
+    """Packing a tile's 16 dimension sequences in one row (fine-tuning) changes nothing for any of them."""
+    torch.manual_seed(0)
+    model = tiny_model().eval()
+    data = caption_split(2, 0)
+    rows = captioning.packed_rows(model.tokenizer, data)
+    decoder = captioning.CaptionDecoder(model, [int(t) for row in rows for t in row[1]]).eval()
+    image = decoder.fusion.image_proj(decoder.image_tokens(data.images))
+    ids = torch.nn.utils.rnn.pad_sequence([r[1] for r in rows], batch_first=True)
+    segments = torch.nn.utils.rnn.pad_sequence([r[2] for r in rows], batch_first=True, padding_value=-1)
+    with torch.no_grad():
+        packed = decoder.hidden(image, ids, (segments >= 0).long(), segments=segments)
+        for i, (_, row_ids, row_segments, targets) in enumerate(rows):
+            assert len(set(row_segments.tolist())) == 16 and (targets != -100).sum() > 16
+            for k in range(16):
+                sel = row_segments == k
+                alone = decoder.hidden(image[i:i + 1], row_ids[sel][None], torch.ones(1, int(sel.sum()), dtype=torch.long))
+                torch.testing.assert_close(packed[i, :len(row_ids)][sel], alone[0], atol=1e-5, rtol=1e-4)
+
+
+def test_dimension_loss_weighs_each_sequence_alike():
+    logits = torch.tensor([[4.0, 0.0]] * 9 + [[0.0, 4.0]])  # sequence 0: nine right tokens; sequence 1: one wrong
+    labels, sequence = torch.zeros(10, dtype=torch.long), torch.tensor([0] * 9 + [1])
+    per_token = torch.nn.functional.cross_entropy(logits, labels)
+    loss = captioning.dimension_loss(logits, labels, sequence)
+    assert loss == pytest.approx((torch.nn.functional.cross_entropy(logits[:1], labels[:1]) +
+                                  torch.nn.functional.cross_entropy(logits[9:], labels[9:])).item() / 2)
+    assert loss > 4 * per_token
+
+
+def test_target_dimensions_are_prompted_after_the_count():
+    dims = captioning.dimension_targets(realise(fake_facts(0, 2)))
+    assert captioning.prompt_text("Terrain", dims) == "terrain:"
+    assert captioning.prompt_text("Location", dims) == f"count: {dims['Count']} location:"
+    assert captioning.dimension_targets(realise(fake_facts(1, 0, vehicle=False)))["Location"] == "none"
+
+
+def test_fine_tuned_decoder_beats_the_majority_caption():
+    """Held-out tiles of two kinds the images tell apart: the decoder writes each dimension's template with the
+    tile's facts ('none' where no target applies) and beats the most-common-facts caption (a broken captioner,
+    which writes nothing or ignores the image, does not)."""
+    torch.manual_seed(0)
+    train, test = caption_split(6, 0), caption_split(2, 1, first=6)  # other tiles: other images and phrasings
+    cfg = captioning.CaptionConfig(steps=200, batch_size=3, max_new_tokens=24)
+    decoder = captioning.fine_tune(tiny_model(text_dropout=0.0, text_hidden=64), train, cfg, progress=False)
+    assert np.mean(decoder.losses[-10:]) < 0.5 * np.mean(decoder.losses[:10])
+    caps = captioning.generate(decoder, test.images, cfg)
+    model, base = (captioning.score_captions(c, test) for c in (caps, [captioning.majority_caption(train)] * 2))
+    assert model["fact_mean"] >= 0.9 > 0.5 > base["fact_mean"]  # measured 1.0 vs 0.41 (seeds 0-2: 0.97-1.0)
+    assert model["cider"] > 1.0 > base["cider"]  # measured 4.7 vs 0.02 (seeds 0-2: 3.7-4.7)
+    assert model["cider_dims"] > 1.5 * base["cider_dims"]  # measured 4.5 vs 2.0
     assert caps[0]["Location"] is not None and caps[1]["Location"] is None  # "none" where no target applies
 
 
 def test_clean_text_rejoins_word_pieces():
-    assert captioning.clean_text("location : ships : top - left and a320 / 321") == \
-        "Location : ships : top-left and a320/321"
+    assert captioning.clean_text("location : ships : top - left ; vehicles : a320 / 321") == \
+        "Location: ships: top-left; vehicles: a320/321"
+    assert captioning.clean_text("environment : paris ( france ), inland") == "Environment: paris (france), inland"
 
 
 # VQA -----------------------------------------------------------------------------------------------
