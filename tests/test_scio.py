@@ -145,3 +145,22 @@ def test_calibrated_threshold_can_cap_the_share_of_true_heldout_clauses_flagged(
     flags = np.array(screener.flag(screener.scores([item], [feats], restandardise=False))[0])
     assert 0 < flags[~wrong].mean() <= 0.1 + 0.01
     assert flags[wrong].mean() > flags[~wrong].mean()
+
+
+def test_rounds_follow_one_schedule_without_restarting_the_warmup():
+    from klip_lib.train import TrainConfig, lr_factor
+
+    cfg = TrainConfig(steps=100, lr=2e-3, warmup_steps=10, min_lr_ratio=0.1)
+    whole = dataclasses.replace(cfg, steps=100)
+    rates, start = [], 0
+    for steps in scio.default_steps(cfg.steps):
+        phase = scio.round_schedule(cfg, start, steps, cfg.steps)
+        assert phase.steps == steps and (phase.warmup_steps > 0) == (start == 0)
+        rates.append([phase.lr * lr_factor(s, phase) for s in range(steps)])
+        start += steps
+    flat = [r for rs in rates for r in rs]
+    assert max(flat) == cfg.lr  # one peak, in p0
+    assert all(b <= a + 1e-12 for a, b in zip(flat[cfg.warmup_steps:], flat[cfg.warmup_steps + 1:]))  # then only down
+    assert abs(rates[1][0] - cfg.lr * lr_factor(60, whole)) < 1e-9  # p1 starts where the one schedule is
+    assert abs(rates[2][0] - cfg.lr * lr_factor(80, whole)) < 1e-9
+    assert flat[-1] >= cfg.lr * cfg.min_lr_ratio - 1e-12
