@@ -73,8 +73,8 @@ def _truth_agreement(facts):
 
 
 def test_removing_a_planted_wrong_clause_raises_agreement(monkeypatch):
-    monkeypatch.setattr(scio, "agreement", _truth_agreement(FACTS))
-    monkeypatch.setattr(scio, "slot_surprise", lambda model, images, items: [np.zeros(len(i.clauses)) for i in items])
+    monkeypatch.setattr(scio.screening, "agreement", _truth_agreement(FACTS))
+    monkeypatch.setattr(scio.screening, "slot_surprise", lambda model, images, items: [np.zeros(len(i.clauses)) for i in items])
     planted = _item({**DIMS, "Terrain": "The terrain is a mountainous area"})
     feats = clause_features(None, None, [planted])[0]
     assert feats["itm_gain"][0] > 0 and feats["itc_gain"][0] > 0  # the wrong clause: removal raises agreement
@@ -124,8 +124,8 @@ def test_features_without_weight_are_not_computed(monkeypatch):
     def no_agreement(*args, **kwargs):
         raise AssertionError("agreement computed although no ITC/ITM feature has weight")
 
-    monkeypatch.setattr(scio, "agreement", no_agreement)
-    monkeypatch.setattr(scio, "slot_surprise", lambda model, images, items, **kw: [np.ones(len(i.clauses)) for i in items])
+    monkeypatch.setattr(scio.screening, "agreement", no_agreement)
+    monkeypatch.setattr(scio.screening, "slot_surprise", lambda model, images, items, **kw: [np.ones(len(i.clauses)) for i in items])
     item = _item()
     feats = clause_features(None, None, [item], features=("surprise",))[0]
     assert list(feats["surprise"]) == [1.0] * len(item.clauses) and not feats["itm_gain"].any()
@@ -147,20 +147,39 @@ def test_calibrated_threshold_can_cap_the_share_of_true_heldout_clauses_flagged(
     assert flags[wrong].mean() > flags[~wrong].mean()
 
 
-def test_rounds_follow_one_schedule_without_restarting_the_warmup():
-    from klip_lib.train import TrainConfig, lr_factor
+def test_agreement_encodes_only_the_images_it_scores():
+    model = tiny_model().eval()
+    c = model.config
+    images = torch.randn(6, c.in_chans, c.image_size, c.image_size, generator=torch.Generator().manual_seed(0))
+    texts = ["there are 3 ships in the tile", "the terrain is a flat plain", "no water bodies visible"]
+    itc, itm = scio.agreement(model, images, [4, 1, 4], texts, batch_size=2)
+    poisoned = images.clone()
+    poisoned[[0, 2, 3, 5]] = float("nan")  # rows no text refers to
+    itc_p, itm_p = scio.agreement(model, poisoned, [4, 1, 4], texts, batch_size=2)
+    assert np.isfinite(itc_p).all() and np.allclose(itc, itc_p, atol=1e-6) and np.allclose(itm, itm_p, atol=1e-6)
+    assert scio.agreement(model, images, [], [])[0].shape == (0,)
 
-    cfg = TrainConfig(steps=100, lr=2e-3, warmup_steps=10, min_lr_ratio=0.1)
-    whole = dataclasses.replace(cfg, steps=100)
-    rates, start = [], 0
-    for steps in scio.default_steps(cfg.steps):
-        phase = scio.round_schedule(cfg, start, steps, cfg.steps)
-        assert phase.steps == steps and (phase.warmup_steps > 0) == (start == 0)
-        rates.append([phase.lr * lr_factor(s, phase) for s in range(steps)])
-        start += steps
-    flat = [r for rs in rates for r in rs]
-    assert max(flat) == cfg.lr  # one peak, in p0
-    assert all(b <= a + 1e-12 for a, b in zip(flat[cfg.warmup_steps:], flat[cfg.warmup_steps + 1:]))  # then only down
-    assert abs(rates[1][0] - cfg.lr * lr_factor(60, whole)) < 1e-9  # p1 starts where the one schedule is
-    assert abs(rates[2][0] - cfg.lr * lr_factor(80, whole)) < 1e-9
-    assert flat[-1] >= cfg.lr * cfg.min_lr_ratio - 1e-12
+
+def test_rounds_train_screen_and_log_on_tiny_shards(tmp_path):
+    """p0/p1/p2 end to end at the tiny scale: every round trains, is logged, and the model comes back."""
+    from klip_tiny import TINY_MODEL, tiny_config
+
+    from klip_lib.data import SimConfig, build_shards, simulate_dataset
+    from klip_lib.data.dataset import ShardDataset
+    from klip_lib.hcot.backends import make_backend
+    from klip_lib.hcot.generate import caption_batch
+    from klip_lib.train import TrainConfig
+
+    index = simulate_dataset(tmp_path / "data", SimConfig(n_tiles=24, tile_size=64, seed=0))
+    shard_dir = build_shards(index, tmp_path / "shards", image_size=TINY_MODEL["image_size"], channels=2).parent
+    facts = [t["facts"] for t in ShardDataset(shard_dir).tiles if t["facts"]]
+    records = caption_batch(facts, make_backend("template"))
+    config = tiny_config()
+    cfg = scio.ScioConfig(steps=(2, 1, 1), calibration_copies=1)
+    data = scio.load_scio_data(shard_dir, records, config, cfg, seed=0)
+    assert data.train and data.heldout
+    train_cfg = TrainConfig(steps=4, batch_size=4, warmup_steps=1, checkpoint_every=100, lr=1e-3)
+    model, log = scio.run_rounds(data, tmp_path / "klip", config, train_cfg, cfg)
+    assert [row["round"] for row in log] == ["p0", "p1", "p2"] and [row["steps"] for row in log] == [2, 3, 4]
+    assert all(0 <= row["flag_rate"] <= 1 for row in log)
+    assert (tmp_path / "klip" / "scio_rounds.json").exists() and (tmp_path / "klip" / "p2_captions.jsonl").exists()
