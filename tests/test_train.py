@@ -163,7 +163,7 @@ def test_torchrun_two_processes_train(shards, tmp_path):
 
 DETERMINISM_SCRIPT = """
 import hashlib, sys, torch
-import klip_lib  # KLIP_DETERMINISTIC=1: torch's deterministic algorithms
+import klip_lib  # deterministic algorithms (KLIP_DETERMINISTIC=1)
 from klip_lib import train
 torch.set_num_threads(2)
 config, cfg = train.configs_for("smoke", steps=3, checkpoint_every=3)  # the tiny model is too small to show it
@@ -191,3 +191,15 @@ def test_two_processes_with_two_threads_train_identical_weights(tmp_path):
                               env=env, capture_output=True, text=True, check=True).stdout.split()[-1]
                for i in range(2)]
     assert digests[0] == digests[1]
+
+
+@pytest.mark.parametrize("value, expected", [(None, "True False"), ("0", "False True"), ("1", "True False")])
+def test_deterministic_mode_is_the_cpu_default_without_the_nan_fill(value, expected):
+    if value is None and torch.cuda.is_available():
+        pytest.skip("the default is off where CUDA is available")
+    env = {k: v for k, v in os.environ.items() if k != "KLIP_DETERMINISTIC"} | ({"KLIP_DETERMINISTIC": value}
+                                                                                if value else {})
+    out = subprocess.run([sys.executable, "-c", "import klip_lib, torch; print(torch.are_deterministic_algorithms_"
+                          "enabled(), torch.utils.deterministic.fill_uninitialized_memory)"],
+                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert out == expected
