@@ -11,18 +11,16 @@ several times slower (07: 56 s -> 219 s, 08: 25 s -> 233 s); without the fill th
 import os as _os
 
 
-def _deterministic_wanted() -> bool:
-    value = _os.environ.get("KLIP_DETERMINISTIC", "auto")
-    if value in ("0", "1"):
-        return value == "1"
+def _deterministic() -> None:
+    mode = _os.environ.get("KLIP_DETERMINISTIC", "auto")
+    if mode == "0":
+        return
     import torch
 
-    return not torch.cuda.is_available()
+    if mode == "1" or not torch.cuda.is_available():
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        # the NaN fill of every torch.empty that deterministic mode adds; our results never read uninitialised memory
+        torch.utils.deterministic.fill_uninitialized_memory = False
 
 
-if _deterministic_wanted():
-    import torch as _torch
-
-    _torch.use_deterministic_algorithms(True, warn_only=True)
-    # the NaN fill of every torch.empty that deterministic mode adds; our results never read uninitialised memory
-    _torch.utils.deterministic.fill_uninitialized_memory = False
+_deterministic()

@@ -18,20 +18,26 @@ SCORES = ("itm_gain", "itc_gain", "itm_alone", "itc_alone")
 
 # screening ----------------------------------------------------------------------------------------
 @torch.no_grad()
+def _encode_rows(model: KlipModel, images: torch.Tensor, rows: list[int], batch_size: int):
+    """({image row: position}, image tokens, ITC features) of the distinct rows in `rows`, encoded once each, in
+    batches: only the images a call uses (at the gpu preset the corpus has 20k tiles, one call scores a few)."""
+    device = next(model.parameters()).device
+    used = sorted(set(rows))
+    encoded = [model._image(images[used[s:s + batch_size]].to(device)) for s in range(0, len(used), batch_size)]
+    return ({r: i for i, r in enumerate(used)}, torch.cat([e[0] for e in encoded]),
+            torch.cat([e[1] for e in encoded]))
+
+
+@torch.no_grad()
 def agreement(model: KlipModel, images: torch.Tensor, rows: list[int], texts: list[str],
               batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """(ITC cosine, ITM probability) of text i with image `rows[i]`; each image used is encoded once, in batches
-    (only those in `rows`: at the gpu preset the corpus has 20k tiles, and one call scores a few of them)."""
+    """(ITC cosine, ITM probability) of text i with image `rows[i]` (`_encode_rows`: each image used, once)."""
     if not texts:
         return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32)
     was = model.training
     model.eval()
     device = next(model.parameters()).device
-    used = sorted(set(rows))
-    at = {r: i for i, r in enumerate(used)}
-    encoded = [model._image(images[used[s:s + batch_size]].to(device)) for s in range(0, len(used), batch_size)]
-    image_tokens = torch.cat([e[0] for e in encoded])
-    image_feat = torch.cat([e[1] for e in encoded])
+    at, image_tokens, image_feat = _encode_rows(model, images, rows, batch_size)
     itc, itm = [], []
     for s in range(0, len(texts), batch_size):
         idx = torch.tensor([at[r] for r in rows[s:s + batch_size]], device=device)
@@ -78,15 +84,13 @@ def slot_positions(tokenizer, item: Item) -> tuple[dict, list[list[int]]]:
 def _masked_slot_logits(model: KlipModel, images: torch.Tensor, jobs: list[tuple[int, torch.Tensor, list[int]]],
                         batch_size: int = 64):
     """For jobs (image row, input_ids with the slots masked, slot positions): per job the image-conditioned MLM
-    logits [len(positions), vocab] at its slots. Each image the jobs use is encoded once (not every tile of
-    `images`); the vocabulary head runs on slots only."""
+    logits [len(positions), vocab] at its slots. Each image the jobs use is encoded once (`_encode_rows`); the
+    vocabulary head runs on slots only."""
     tok = model.tokenizer
     device = next(model.parameters()).device
     was = model.training
     model.eval()
-    used = sorted({j[0] for j in jobs})
-    at = {row: k for k, row in enumerate(used)}
-    image_tokens = model._image(images[used].to(device))[0] if used else None
+    at, image_tokens, _ = _encode_rows(model, images, [j[0] for j in jobs], batch_size) if jobs else ({}, None, None)
     out = []
     for s in range(0, len(jobs), batch_size):
         chunk = jobs[s:s + batch_size]
