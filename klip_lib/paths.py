@@ -13,10 +13,15 @@ ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "reports"
 NOTEBOOKS = ROOT / "notebooks"
 DEFAULT_REAL_DATA = "../shared/data/real"
+SCRATCH = "reports/scratch"  # the notebooks' default run folder (each notebook also runs alone into it)
+SCRATCH_ENV = "KLIP_SCRATCH"  # where SCRATCH points instead when set: the test suite's fresh folder per session
 
 
 def resolve(path: str | os.PathLike) -> Path:
-    """An absolute path: `path` itself when absolute, else relative to the project root."""
+    """An absolute path: `path` itself when absolute, else relative to the project root; the default run folder
+    `reports/scratch` is $KLIP_SCRATCH when that is set."""
+    if os.environ.get(SCRATCH_ENV) and Path(path) == Path(SCRATCH):
+        path = os.environ[SCRATCH_ENV]
     p = Path(path).expanduser()
     return p if p.is_absolute() else (ROOT / p).resolve()
 

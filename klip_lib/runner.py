@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import paths
+from .files import write_json_atomic
 from .presets import UnknownPresetError, get_preset
-from .report import load_metrics, write_json_atomic
+from .report import load_metrics
 
 REPORT_SECTION = "report_section.html"
 KERNEL_NAME = "klip"  # registered for the project's venv by `make` (python -m ipykernel install --sys-prefix)

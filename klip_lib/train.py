@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from . import dist
+from .files import write_json_atomic
 from .model import KlipConfig, KlipModel, scene_ids_tensor
 
 # objective name -> the model losses it trains ("klip" adds SCIO's screening rounds on top: klip_lib.scio)
@@ -39,6 +40,7 @@ OBJECTIVES: dict[str, tuple[str, ...]] = {
 }
 CHECKPOINT = "checkpoint.pt"
 METRICS_CSV = "metrics.csv"
+RESULT = "result.json"  # what a finished pretraining measured (read_result)
 
 
 class TrainError(RuntimeError):
@@ -106,7 +108,7 @@ def open_shards(shard_dir: str | os.PathLike, model_config: KlipConfig, captions
     manifest = shard_dir / SHARD_MANIFEST
     if not manifest.is_file():
         raise TrainError(f"{shard_dir}: no shard manifest; build shards with klip_lib.data.build_shards "
-                         "(or let klip_lib.train.ensure_shards do it)")
+                         "(or let klip_lib.artifacts.ensure_shards do it)")
     meta = json.loads(manifest.read_text())
     if (meta["image_size"], meta["channels"]) != (model_config.image_size, model_config.in_chans):
         raise TrainError(f"{shard_dir}: shards are {meta['channels']} x {meta['image_size']} px but the model wants "
@@ -337,7 +339,18 @@ def pretrain(shard_dir, out_dir, model_config: KlipConfig, cfg: TrainConfig, cap
     if not last and log_path.exists():
         last = read_csv(log_path)[-1]
     after = fixed_batch_losses(model, dataset, objectives, seed=cfg.seed)
-    return TrainResult(out_dir, step, first, last, before, after, time.perf_counter() - t0)
+    result = TrainResult(out_dir, step, first, last, before, after, time.perf_counter() - t0)
+    if rank == 0 and step == cfg.steps:
+        write_json_atomic(out_dir / RESULT, {k: v for k, v in dataclasses.asdict(result).items() if k != "out_dir"})
+    return result
+
+
+def read_result(out_dir) -> TrainResult:
+    """The TrainResult a finished `pretrain` into `out_dir` saved (losses before and after, steps, time)."""
+    path = Path(out_dir) / RESULT
+    if not path.is_file():
+        raise TrainError(f"{path} not found: {out_dir} holds no finished pretraining")
+    return TrainResult(out_dir=Path(out_dir), **json.loads(path.read_text()))
 
 
 def append_csv(path: Path, row: dict) -> None:
@@ -383,46 +396,11 @@ def configs_for(preset: str, **overrides) -> tuple[KlipConfig, TrainConfig]:
     return KlipConfig(**section(preset, "model")), TrainConfig(**{**section(preset, "train"), **overrides})
 
 
-def ensure_shards(run_dir, preset: str = "smoke", seed: int = 0) -> Path:
-    """Shards of the run's dataset at the preset's image size (built from the index when missing)."""
-    from .data import build_shards, ensure_dataset
-    from .paths import run_path
-
-    model_config, _ = configs_for(preset)
-    folder = run_path(run_dir, "shards", f"{preset}-{model_config.image_size}px")
-    from .data.dataset import SHARD_MANIFEST
-
-    if not (folder / SHARD_MANIFEST).exists():
-        index = ensure_dataset(run_dir, preset, seed)
-        print(f"building shards of {index} at {model_config.image_size} px into {folder}")
-        build_shards(index, folder, image_size=model_config.image_size, channels=model_config.in_chans)
-    return folder
-
-
 def pretrain_dir(run_dir, objective: str) -> Path:
     """Where a run keeps the model pretrained with `objective`: run_dir/pretrain/<objective>/."""
     from .paths import run_path
 
     return run_path(run_dir, "pretrain", objective.replace("+", "_"))
-
-
-def ensure_pretrained(run_dir, objective: str, preset: str = "smoke", seed: int = 0) -> Path:
-    """The folder of a model pretrained with `objective` in this run (trained at the preset when missing),
-    on the run's HCoT captions (template captions are made when the run has none)."""
-    from .hcot.generate import ensure_captions
-
-    out = pretrain_dir(run_dir, objective)
-    if not (out / "model" / "config.json").exists():
-        print(f"no {objective} model in {out}: pretraining one at the {preset} preset")
-        model_config, cfg = configs_for(preset, objective=objective, seed=seed)
-        captions = ensure_captions(run_dir, preset, seed)
-        if objective == "klip":
-            from .scio import pretrain_klip
-
-            pretrain_klip(run_dir, out, model_config, cfg, captions, preset=preset, seed=seed)
-        else:
-            pretrain(ensure_shards(run_dir, preset, seed), out, model_config, cfg, captions=captions, resume=False)
-    return out / "model"
 
 
 # command line (also the torchrun entry point) ---------------------------------------------------

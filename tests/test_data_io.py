@@ -107,7 +107,8 @@ def test_real_sentinel1_import(tmp_path, folder, epsg, lon, lat):
 
 
 def test_datasets_and_shards_follow_contract(tmp_path):
-    from klip_lib.data import DB_MEAN, SarTileDataset, ShardDataset, build_shards, ensure_dataset
+    from klip_lib.artifacts import ensure_dataset
+    from klip_lib.data import DB_MEAN, SarTileDataset, ShardDataset, build_shards
 
     index = ensure_dataset(tmp_path, "smoke", seed=1)
     ds = SarTileDataset(index, image_size=32, channels=2, split="train")

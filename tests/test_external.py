@@ -224,7 +224,7 @@ def test_blip_without_itm_head_is_not_provided(blip_dir, tmp_path):
 
 
 def test_load_models_adds_external_and_lists_not_provided(timm_dir, tmp_path):
-    from klip_lib.tasks.models import load_models
+    from klip_lib.artifacts import load_models
 
     models = load_models(tmp_path, "random", "smoke", 0, external=f"ssl=timm:{timm_dir[0]}, gone=timm:{tmp_path / 'x'}")
     assert list(models) == ["random", "ssl"] and "does not exist" in models.not_provided["gone"]

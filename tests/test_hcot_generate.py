@@ -105,8 +105,8 @@ def test_bench_prints_captions_per_second(tmp_path, capsys):
 
 
 def test_ensure_captions_on_simulated_tiles_is_fully_accurate(tmp_path):
+    from klip_lib.artifacts import ensure_captions
     from klip_lib.hcot.factcheck import accuracy
-    from klip_lib.hcot.generate import ensure_captions
 
     path = ensure_captions(tmp_path / "run")
     records = read_captions(path)

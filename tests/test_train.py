@@ -163,8 +163,8 @@ def test_torchrun_two_processes_train(shards, tmp_path):
 
 DETERMINISM_SCRIPT = """
 import hashlib, sys, torch
-import klip_lib  # deterministic algorithms (KLIP_DETERMINISTIC=1)
-from klip_lib import train
+from klip_lib import determinism, train
+determinism.configure()  # KLIP_DETERMINISTIC=1: deterministic algorithms
 torch.set_num_threads(2)
 config, cfg = train.configs_for("smoke", steps=3, checkpoint_every=3)  # the tiny model is too small to show it
 result = train.pretrain(sys.argv[1], sys.argv[2], config, cfg, captions=sys.argv[3], resume=False, progress=False)
@@ -199,7 +199,34 @@ def test_deterministic_mode_is_the_cpu_default_without_the_nan_fill(value, expec
         pytest.skip("the default is off where CUDA is available")
     env = {k: v for k, v in os.environ.items() if k != "KLIP_DETERMINISTIC"} | ({"KLIP_DETERMINISTIC": value}
                                                                                 if value else {})
-    out = subprocess.run([sys.executable, "-c", "import klip_lib, torch; print(torch.are_deterministic_algorithms_"
-                          "enabled(), torch.utils.deterministic.fill_uninitialized_memory)"],
+    out = subprocess.run([sys.executable, "-c", "from klip_lib import determinism; import torch; determinism.configure(); "
+                          "print(torch.are_deterministic_algorithms_enabled(), "
+                          "torch.utils.deterministic.fill_uninitialized_memory)"],
                          env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert out == expected
+
+
+IMPORT_ALL = """
+import importlib, pkgutil, torch
+import klip_lib
+before = (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory,
+          torch.get_num_threads(), torch.get_default_dtype())
+for m in pkgutil.walk_packages(klip_lib.__path__, "klip_lib."):
+    importlib.import_module(m.name)
+after = (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory,
+         torch.get_num_threads(), torch.get_default_dtype())
+print(before == after, after)
+"""
+
+
+def test_importing_the_package_leaves_torch_settings_untouched():
+    env = {k: v for k, v in os.environ.items() if k != "KLIP_DETERMINISTIC"}
+    out = subprocess.run([sys.executable, "-c", IMPORT_ALL], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("True (False, True,"), out.stdout + out.stderr[-2000:]
+
+
+def test_determinism_rejects_an_unknown_mode():
+    from klip_lib import determinism
+
+    with pytest.raises(ValueError, match="KLIP_DETERMINISTIC='yes'"):
+        determinism.configure("yes")

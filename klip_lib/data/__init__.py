@@ -14,7 +14,7 @@ DB_MEAN = -14.3
 DB_STD = 7.2
 
 _EXPORTS = {
-    "SimConfig": "simulate", "simulate_dataset": "simulate", "ensure_dataset": "simulate",
+    "SimConfig": "simulate", "simulate_dataset": "simulate",
     "read_index": "index", "write_index": "index", "tile_path": "index",
     "read_tile": "geotiff", "read_meta": "geotiff", "write_tile": "geotiff",
     "import_folder": "importer", "ImportReport": "importer",

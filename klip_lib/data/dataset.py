@@ -114,7 +114,7 @@ def build_shards(index_path: str | os.PathLike, out_dir: str | os.PathLike, imag
     """Pack every tile of an index into float16 .npy shards [N, C, S, S] plus a JSON manifest; return its path."""
     from tqdm.auto import tqdm
 
-    from ..report import write_json_atomic
+    from ..files import write_json_atomic
 
     ds = SarTileDataset(index_path, image_size, channels)
     out = Path(out_dir)

@@ -195,16 +195,3 @@ def simulate_dataset(out: str | os.PathLike, cfg: SimConfig, progress: bool = Tr
             rows += _write_scene(out, plan, cfg, i, len(rows), n)
             bar.update(n)
     return write_index(rows, out / "index.parquet")
-
-
-def ensure_dataset(run_dir: str | os.PathLike, preset: str = "smoke", seed: int = 0) -> Path:
-    """The index of `run_dir/data`, simulated at `preset` (and said so) when it is not there yet."""
-    from ..paths import run_path
-    from ..presets import section
-
-    index = run_path(run_dir, "data", "index.parquet")
-    if not index.is_file():
-        cfg = SimConfig(**section(preset, "data"), seed=seed)
-        print(f"no dataset in {index.parent}: simulating {cfg.n_tiles} tiles of {cfg.tile_size} px (preset {preset!r}, seed {seed})")
-        simulate_dataset(index.parent, cfg, progress=False)
-    return index

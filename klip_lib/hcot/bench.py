@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import tempfile
 import time
 
 from .backends import OpenAIBackend, TemplateBackend
@@ -47,9 +48,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 def bench(args: argparse.Namespace) -> int:
     if args.index:
         index = args.index
-    else:
-        from ..data import ensure_dataset
-        index = ensure_dataset("reports/bench", "smoke", 0)
+    else:  # the smoke preset's tiles, simulated for the bench (not a run's cached dataset)
+        from ..data import SimConfig, simulate_dataset
+        from ..presets import section
+
+        index = simulate_dataset(tempfile.mkdtemp(prefix="klip-bench-"), SimConfig(**section("smoke", "data")),
+                                 progress=False)
     facts, _ = load_index_facts(index)
     if not facts:
         print(f"klip bench caption: {index} has no tiles with facts to caption")

@@ -196,16 +196,3 @@ def generate_captions(index: str | os.PathLike, out: str | os.PathLike, cfg: Cap
             bar.update(len(todo[i:i + cfg.batch_size]))
     return {"path": str(out), "tiles": len(facts), "already_done": len(facts) - len(todo), "written": len(todo),
             "ok": counts["ok"], "failed": counts["failed"], "without_facts": len(skipped)}
-
-
-def ensure_captions(run_dir: str | os.PathLike, preset: str = "smoke", seed: int = 0) -> Path:
-    """`run_dir/captions.jsonl` for the run's dataset, made with the template backend when missing or incomplete."""
-    from ..data import ensure_dataset
-    from ..paths import run_path
-
-    out = run_path(run_dir, "captions.jsonl")
-    index = ensure_dataset(run_dir, preset, seed)
-    summary = generate_captions(index, out, CaptionConfig(seed=seed), progress=False)
-    if summary["written"]:
-        print(f"made {summary['written']} template captions in {out}")
-    return out

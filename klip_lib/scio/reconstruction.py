@@ -11,7 +11,7 @@ import torch
 
 from ..model import KlipModel
 from .clauses import Item, per_clause_zeros
-from .screening import SCORES, Screener, _masked_slot_logits, agreement, slot_positions, slot_surprise
+from .screening import SCORES, Screener, agreement, masked_slot_logits, slot_positions, slot_surprise
 
 
 # reconstruction -----------------------------------------------------------------------------------
@@ -29,7 +29,7 @@ def propose(model: KlipModel, images: torch.Tensor, items: list[Item], jobs: lis
         if slots[i]:
             ids = torch.tensor(enc["input_ids"]).index_fill(0, torch.tensor(slots[i]), tok.mask_token_id)
             masked.append((items[n].row, ids, slots[i]))
-    logits = iter(_masked_slot_logits(model, images, masked))
+    logits = iter(masked_slot_logits(model, images, masked))
     return [_candidates(tok, items[n], i, enc, pos, next(logits), top_k) if pos else []
             for (n, i), (enc, pos) in zip(jobs, encoded)]
 

@@ -44,7 +44,7 @@ def load_scio_data(shard_dir, records: list[dict], model_config: KlipConfig, cfg
     """Views of the train and val captions, and the val views corrupted for calibration."""
     from ..data.dataset import ShardDataset
     from ..model import load_tokenizer
-    from ..scio_inject import inject_errors
+    from .errors import inject_errors
 
     ds = ShardDataset(shard_dir)
     images = torch.stack([ds[i]["image"] for i in range(len(ds))])
@@ -72,8 +72,8 @@ def run_rounds(data: ScioData, out_dir, model_config: KlipConfig, train_cfg, cfg
     (clauses still flagged and not replaced stay left out). `on_round(name, model, items, fixed, (feats, scores), screener)`
     is called after each round (the harness scores it). Returns the model and one log row per round.
     """
-    from ..scio_inject import wrong_labels
     from ..train import METRICS_CSV, append_csv, pretrain, read_csv
+    from .errors import wrong_labels
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,16 +113,13 @@ def run_rounds(data: ScioData, out_dir, model_config: KlipConfig, train_cfg, cfg
     return model, log
 
 
-def pretrain_klip(run_dir, out_dir, model_config: KlipConfig, train_cfg, captions, preset: str = "smoke",
-                  seed: int = 0, cfg: ScioConfig | None = None) -> Path:
-    """The KLIP model: BLIP-like losses (ITC+ITM+MLM) on SCIO-proofread captions, in rounds p0/p1/p2 whose
-    steps add up to the preset's; writes `out_dir/model`, `out_dir/metrics.csv` and `out_dir/scio_rounds.json`."""
-    from ..hcot.generate import read_captions
-    from ..train import ensure_shards
-
+def pretrain_klip(shard_dir, out_dir, model_config: KlipConfig, train_cfg, records: list[dict], seed: int = 0,
+                  cfg: ScioConfig | None = None) -> Path:
+    """The KLIP model: BLIP-like losses (ITC+ITM+MLM) on SCIO-proofread captions (`records`, as
+    klip_lib.hcot.generate.read_captions gives them), in rounds p0/p1/p2 whose steps add up to `train_cfg.steps`;
+    writes `out_dir/model`, `out_dir/metrics.csv` and `out_dir/scio_rounds.json`."""
     cfg = cfg or ScioConfig(steps=default_steps(train_cfg.steps))
-    shard_dir = ensure_shards(run_dir, preset, seed)
-    data = load_scio_data(shard_dir, read_captions(captions), model_config, cfg, seed)
+    data = load_scio_data(shard_dir, records, model_config, cfg, seed)
     model, _ = run_rounds(data, out_dir, model_config, train_cfg, cfg)
     model.save_pretrained(Path(out_dir) / "model")
     return Path(out_dir) / "model"

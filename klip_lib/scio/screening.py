@@ -81,7 +81,7 @@ def slot_positions(tokenizer, item: Item) -> tuple[dict, list[list[int]]]:
 
 
 @torch.no_grad()
-def _masked_slot_logits(model: KlipModel, images: torch.Tensor, jobs: list[tuple[int, torch.Tensor, list[int]]],
+def masked_slot_logits(model: KlipModel, images: torch.Tensor, jobs: list[tuple[int, torch.Tensor, list[int]]],
                         batch_size: int = 64):
     """For jobs (image row, input_ids with the slots masked, slot positions): per job the image-conditioned MLM
     logits [len(positions), vocab] at its slots. Each image the jobs use is encoded once (`_encode_rows`); the
@@ -121,7 +121,7 @@ def slot_surprise(model: KlipModel, images: torch.Tensor, items: list[Item], bat
                 where.append((n, i, ids[pos]))
                 jobs.append((it.row, ids.index_fill(0, torch.tensor(pos), tok.mask_token_id), pos))
     out = per_clause_zeros(items)
-    for (n, i, orig), logits in zip(where, _masked_slot_logits(model, images, jobs, batch_size)):
+    for (n, i, orig), logits in zip(where, masked_slot_logits(model, images, jobs, batch_size)):
         logp = torch.log_softmax(logits, -1)
         out[n][i] = float(-logp[torch.arange(len(orig)), orig.to(logp.device)].mean())
     return out

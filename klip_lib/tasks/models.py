@@ -1,7 +1,7 @@
 """The models every task scores, by name, so each notebook compares the same set on the same split.
 
 `random` is the untrained model of the preset (same seed, same architecture); the pretrained ones come
-from `klip_lib.train.ensure_pretrained` (trained at the preset when missing from the run folder). External
+from their folders (`klip_lib.artifacts.load_models` pretrains a run's at the preset when missing). External
 foundation models named by local path join them through `external` (klip_lib.tasks.external).
 """
 
@@ -32,18 +32,14 @@ def parse_names(names: str | list[str]) -> list[str]:
     return [n for n in items if n]
 
 
-def load_model(run_dir: str | os.PathLike, name: str, preset: str = "smoke", seed: int = 0) -> KlipModel:
-    """One model by name, in eval mode on the CPU."""
+def load_model(model_dir: str | os.PathLike | None, preset: str = "smoke", seed: int = 0) -> KlipModel:
+    """A pretrained model from its folder, or (None) the preset's model at random initialisation; in eval mode."""
     from ..presets import section
-    from ..train import ensure_pretrained
 
-    objective = MODELS[parse_names([name])[0]]
-    if objective is None:
+    if model_dir is None:
         torch.manual_seed(seed)
-        model = KlipModel(KlipConfig(**section(preset, "model")))
-    else:
-        model = KlipModel.from_pretrained(ensure_pretrained(run_dir, objective, preset, seed))
-    return model.eval()
+        return KlipModel(KlipConfig(**section(preset, "model"))).eval()
+    return KlipModel.from_pretrained(model_dir).eval()
 
 
 class ModelSet(dict):
@@ -54,18 +50,19 @@ class ModelSet(dict):
         self.not_provided = dict(not_provided or {})
 
 
-def load_models(run_dir: str | os.PathLike, names: str | list[str] = DEFAULT_MODELS, preset: str = "smoke",
-                seed: int = 0, external: str = "") -> ModelSet:
-    """The named models in the order given, then the `external` ones (comma-separated name=kind:path, see
-    klip_lib.tasks.external) adapted to the preset's image size and channels; external models that cannot be
-    loaded are listed in the result's `not_provided` with the reason."""
+def load_models(model_dirs: dict[str, str | os.PathLike | None], preset: str = "smoke", seed: int = 0,
+                external: str = "") -> ModelSet:
+    """{name: model folder or None (random init)} as models in the order given, then the `external` ones
+    (comma-separated name=kind:path, see klip_lib.tasks.external) adapted to the preset's image size and channels;
+    external models that cannot be loaded are listed in the result's `not_provided` with the reason.
+    klip_lib.artifacts.load_models gives a run's models by name."""
     from ..presets import section
     from .external import load_external, parse_external
 
     clash = [s.name for s in parse_external(external) if s.name in MODELS]
     if clash:
         raise ValueError(f"external model name(s) {clash} are built-in names: rename them")
-    models = {name: load_model(run_dir, name, preset, seed) for name in parse_names(names)}
+    models = {name: load_model(d, preset, seed) for name, d in model_dirs.items()}
     if not external.strip():
         return ModelSet(models)
     config = KlipConfig(**section(preset, "model"))

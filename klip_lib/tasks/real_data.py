@@ -66,7 +66,7 @@ def stratified_split(folder: str | os.PathLike, out_path: str | os.PathLike, tes
                      seed: int = 0) -> dict:
     """The fixed stratified train/test split of a class-folder dataset, as {"train"|"test": {class: [relative
     file]}}: read from `out_path` when it exists (checked against the folder), else drawn per class and written."""
-    from ..report import write_json_atomic
+    from ..files import write_json_atomic
 
     folder, out_path = Path(folder), Path(out_path)
     classes = class_folders(folder)

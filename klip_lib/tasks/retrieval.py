@@ -28,21 +28,20 @@ class SplitData:
     records: list[list[dict]]  # the tile's HCoT caption records (status ok), at least one per tile
 
 
-def load_split(run_dir: str | os.PathLike, split: str = "test", preset: str = "smoke", seed: int = 0) -> SplitData:
-    """Tiles of one split that have facts and captions (shards and template captions are built when missing)."""
+def load_split(shard_dir: str | os.PathLike, captions: str | os.PathLike, split: str = "test") -> SplitData:
+    """Tiles of one split of the shards that have facts and captions in the `captions` JSONL file
+    (klip_lib.artifacts.load_split gives a run's)."""
     from ..data import ShardDataset
-    from ..hcot.generate import ensure_captions, read_captions
-    from ..train import ensure_shards
+    from ..hcot.generate import read_captions
 
-    captions = ensure_captions(run_dir, preset, seed)
     by_tile: dict[str, list[dict]] = {}
     for rec in read_captions(captions):
         if rec.get("status") == "ok" and rec.get("text"):
             by_tile.setdefault(rec["tile_id"], []).append(rec)
-    ds = ShardDataset(ensure_shards(run_dir, preset, seed), split=split)
+    ds = ShardDataset(shard_dir, split=split)
     keep = [i for i, t in enumerate(ds.tiles) if t["facts"] and t["tile_id"] in by_tile]
     if not keep:
-        raise ValueError(f"{run_dir}: no tiles with facts and captions in split {split!r}; "
+        raise ValueError(f"{shard_dir}: no tiles with facts and captions in split {split!r}; "
                          "simulate more tiles or pick another split")
     return SplitData(images=torch.stack([ds[i]["image"] for i in keep]),
                      tile_ids=[ds.tiles[i]["tile_id"] for i in keep],
