@@ -137,3 +137,80 @@ def test_simulate_command(tmp_path):
     assert main(["simulate", "--tiles", "5", "--out", str(tmp_path / "d"), "--platforms", "xband", "--size", "64"]) == 0
     table = read_index(tmp_path / "d" / "index.parquet")
     assert len(table) == 5 and set(table["platform"]) == {"xband"} and set(table["resolution_m"]) == {1.0}
+
+
+def test_units_are_decided_per_file_not_per_window(tmp_path):
+    """A dB raster whose windows happen to be all positive (bright urban) stays in dB in every window."""
+    from klip_lib.data import import_folder, read_index, read_tile
+
+    src = tmp_path / "in"
+    src.mkdir()
+    db = np.full((1, 256, 128), -15.0, np.float32)
+    db[:, 128:, :] = 3.0  # the lower window is all positive dB values
+    _geotiff(src / "scene.tif", db, descriptions=("VV",))
+    index, _ = import_folder(src, tmp_path / "out", tile_size=128, max_size=128)
+    table = read_index(index).sort_values("tile_id")
+    assert list(table["note"].str.split(";").str[0]) == ["sigma0 dB as stored"] * 2
+    lower = read_tile(index.parent / table["path"].iloc[1])[0]
+    assert np.allclose(lower, 3.0)
+
+
+def test_uint8_class_mask_is_recognised(tmp_path):
+    from klip_lib.data import import_folder
+
+    src = tmp_path / "in"
+    src.mkdir()
+    mask = np.zeros((1, 32, 32), np.uint8)
+    mask[:, :16] = 1
+    _geotiff(src / "labels.tif", mask, descriptions=("",))
+    _geotiff(src / "good.tif", np.full((2, 8, 8), -10.0, np.float32))
+    _, report = import_folder(src, tmp_path / "out")
+    assert "class mask" in dict(report.skipped)[str(src / "labels.tif")]
+
+
+def test_geographic_crs_other_than_4326_gives_metres(tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from klip_lib.data import import_folder, read_index
+
+    src = tmp_path / "in"
+    src.mkdir()
+    with rasterio.open(src / "nad83.tif", "w", driver="GTiff", width=16, height=16, count=1, dtype="float32",
+                       crs="EPSG:4269", transform=from_origin(-75.0, 40.0, 0.0001, 0.0001)) as dst:
+        dst.write(np.full((1, 16, 16), -12.0, np.float32))
+    index, _ = import_folder(src, tmp_path / "out")
+    res = read_index(index)["resolution_m"].iloc[0]
+    assert 8 < res < 9  # 0.0001 degree of longitude at 40 N is about 8.5 m
+
+
+def test_a_footprint_error_skips_only_that_file(tmp_path, monkeypatch):
+    from klip_lib.data import import_folder, importer
+
+    src = tmp_path / "in"
+    src.mkdir()
+    _geotiff(src / "a.tif", np.full((2, 8, 8), -10.0, np.float32))
+    _geotiff(src / "b.tif", np.full((2, 8, 8), -11.0, np.float32), crs="EPSG:32632")
+    real = importer._footprint
+
+    def broken(crs, *args):
+        if crs == "EPSG:32632":
+            raise ValueError("projection failed")
+        return real(crs, *args)
+
+    monkeypatch.setattr(importer, "_footprint", broken)
+    _, report = import_folder(src, tmp_path / "out")
+    assert report.imported == ["geotiff_a"]
+    assert "footprint not computable" in dict(report.skipped)[str(src / "b.tif")]
+
+
+@pytest.mark.parametrize("content, words", [("{not json", "not a JSON file"),
+                                            ('[{"Terrain": "flat"}]', "caption object 0 has no image_id")])
+def test_bad_caption_files_name_the_file(tmp_path, content, words):
+    from klip_lib.hcot.real_captions import load_real_captions
+
+    path = tmp_path / "captions.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=words) as err:
+        load_real_captions(path)
+    assert str(path) in str(err.value) and len(str(err.value).splitlines()) == 1

@@ -46,14 +46,29 @@ def _split_for(key: str) -> str:
     return "train" if h < 70 else "val" if h < 85 else "test"
 
 
+def guess_encoding(sample: np.ndarray, dtype: str) -> str:
+    """How a file stores its values, from a sample of the whole file: integers are amplitude (digital numbers);
+    floats with negative values are dB, non-negative floats linear power."""
+    if dtype.startswith(("uint", "int")):
+        return "amplitude"
+    return "db" if (sample[np.isfinite(sample)] < 0).any() else "linear"
+
+
+def _file_sample(path: Path, max_px: int = 512) -> np.ndarray:
+    """The whole raster read at most `max_px` on a side (decimated): what the per-file decisions look at."""
+    import rasterio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(path) as src:
+            scale = max(1, -(-max(src.width, src.height) // max_px))
+            shape = (src.count, max(1, src.height // scale), max(1, src.width // scale))
+            return np.ma.filled(src.read(out_shape=shape, masked=True).astype(np.float32), np.nan)
+
+
 def _to_db(data: np.ndarray, dtype: str, encoding: str) -> tuple[np.ndarray, str]:
-    """Convert raw values to dB; returns the array and a note on what was done."""
-    finite = data[np.isfinite(data)]
-    if encoding == "auto":
-        if dtype.startswith(("uint", "int")):
-            encoding = "amplitude"
-        else:
-            encoding = "db" if (finite < 0).any() else "linear"
+    """Convert raw values to dB as `encoding` ("db", "linear" or "amplitude", decided per file) says; returns the
+    array and a note on what was done."""
     if encoding == "db":
         return data, "sigma0 dB as stored"
     if encoding == "linear":
@@ -114,6 +129,13 @@ def _read(path: Path, window, is_chip: bool, count: int) -> np.ndarray:
     return data
 
 
+def _read_sample(path: Path) -> np.ndarray:
+    try:
+        return _file_sample(path)
+    except Exception as e:
+        raise SkipFile(f"unreadable pixels, file corrupt or truncated ({str(e).splitlines()[0][:120]})") from None
+
+
 def _footprint(crs, transform, w, h):
     from rasterio.warp import transform_geom
     from shapely.geometry import box, shape
@@ -127,8 +149,8 @@ def import_folder(src: str | os.PathLike, out: str | os.PathLike, tile_size: int
                   encoding: str = "auto") -> tuple[Path, ImportReport]:
     """Import every file under `src` into `out` (tiles/, index.parquet, import_report.txt).
 
-    `encoding` is "auto" (negative floats: dB; non-negative floats: linear power; integers: amplitude),
-    or "db", "linear", "amplitude" to force one. Returns (index path, report)."""
+    `encoding` is "auto" (decided per file: negative floats dB, non-negative floats linear power, integers
+    amplitude), or "db", "linear", "amplitude" to force one. Returns (index path, report)."""
     from rasterio.errors import NotGeoreferencedWarning
     from tqdm.auto import tqdm
 
@@ -145,16 +167,18 @@ def import_folder(src: str | os.PathLike, out: str | os.PathLike, tile_size: int
             meta = read_meta(path)
             stem = re.sub(r"[^A-Za-z0-9_-]+", "_", str(path.relative_to(src).with_suffix("")))
             wins = _windows(info["width"], info["height"], tile_size, max_size)
+            sample = _read_sample(path)  # units and masks are decided once per file, never per window
+            if info["dtype"].startswith(("int", "uint")) and len(np.unique(sample[np.isfinite(sample)])) <= MAX_LABEL_VALUES:
+                raise SkipFile(f"looks like a class mask ({MAX_LABEL_VALUES} or fewer distinct values), not a SAR image")
+            file_encoding = guess_encoding(sample, info["dtype"]) if encoding == "auto" else encoding
             written = []
             for k, win in enumerate(wins):
                 data = _read(path, win, is_chip, info["count"])
-                if info["dtype"].startswith("int") and len(np.unique(data[np.isfinite(data)])) <= MAX_LABEL_VALUES:
-                    raise SkipFile(f"looks like a class mask ({MAX_LABEL_VALUES} or fewer distinct values), not a SAR image")
                 if not np.isfinite(data).any():
                     if len(wins) == 1:
                         raise SkipFile("all pixels are nodata/NaN")
                     continue
-                db, conv = _to_db(data, info["dtype"], encoding)
+                db, conv = _to_db(data, info["dtype"], file_encoding)
                 tile_id = f"{'chip' if is_chip else 'geotiff'}_{stem}" + (f"_{k:04d}" if len(wins) > 1 else "")
                 transform = meta.transform @ meta.transform.translation(win[0], win[1]) if not is_chip else meta.transform
                 with warnings.catch_warnings():  # chips have no geotransform on purpose
@@ -174,15 +198,20 @@ def import_folder(src: str | os.PathLike, out: str | os.PathLike, tile_size: int
 
 
 def _row(tile_id, path, meta, pols, win, transform, is_chip, note, scene) -> dict:
+    from rasterio.crs import CRS
+
     geometry, city = None, None
     if not is_chip:
-        geometry = _footprint(meta.crs, transform, win[2], win[3])
+        try:
+            geometry = _footprint(meta.crs, transform, win[2], win[3])
+        except Exception as e:  # a CRS or transform that cannot be projected to lon/lat: this file only
+            raise SkipFile(f"footprint not computable from its CRS {meta.crs} ({str(e).splitlines()[0][:120]})") from None
         city = nearest_city(geometry.centroid.x, geometry.centroid.y)
     else:
         note = "; ".join(n for n in (note, "image chip without georeference: no footprint") if n)
     band = meta.tags.get("BAND", "C" if set(pols) & {"VV", "VH"} else "")
     res = abs(meta.transform.a) if meta.crs else float("nan")
-    if meta.crs == "EPSG:4326":  # degrees -> metres at the tile's latitude
+    if meta.crs and CRS.from_user_input(meta.crs).is_geographic:  # degrees -> metres at the tile's latitude
         res = round(res * 111320.0 * np.cos(np.radians(geometry.centroid.y)), 2)
     return {"tile_id": tile_id, "path": f"tiles/{tile_id}.tif", "geometry": geometry, "crs": meta.crs or "",
             "city": city.name if city else "", "country": city.country if city else "",

@@ -44,11 +44,18 @@ def load_real_captions(path: str | os.PathLike) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no released captions here; pass the real-data folder "
                                 f"(../shared/data/real) or the caption JSON file")
-    items = json.loads(path.read_text())
+    try:
+        items = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a JSON file ({str(e).splitlines()[0][:100]}); expected a JSON list of "
+                         "caption objects") from None
     if not isinstance(items, list):
         raise ValueError(f"{path}: expected a JSON list of caption objects, got {type(items).__name__}")
     records = []
-    for item in items:
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "image_id" not in item:
+            raise ValueError(f"{path}: caption object {i} has no image_id; each object needs an image_id and "
+                             "the landform dimensions")
         dims = {d: item.get(d) if isinstance(item.get(d), str) and not EMPTY.match(item[d]) else None
                 for d in CAPTION_DIMENSIONS}
         record = make_record(f"fusar_geovl_{item['image_id']}", dims, level="L5", backend="fusar-geovl",
