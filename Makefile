@@ -24,7 +24,7 @@ run: $(STAMP)
 	$(BIN)/klip run $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/ruff check klip_lib tests notebooks
+	$(BIN)/ruff check klip_lib tests notebooks conftest.py
 	$(BIN)/pytest tests notebooks $(PYTEST_ARGS)
 
 lab: $(STAMP)

@@ -1,32 +1,11 @@
-"""Shared fixtures: the real-data folder (skips cleanly when absent) and small helpers.
-
-Every test session gets a fresh run folder for the notebooks' default `reports/scratch` ($KLIP_SCRATCH, which
-the nbval kernels inherit), so no test reads artifacts an older version of the code left in a working checkout;
-the smoke artifacts are built once in it and shared by the notebooks, keyed by their manifests.
-"""
+"""Shared fixtures: the real-data folder (skips cleanly when absent) and small helpers (the session's fresh
+run folder and determinism are set up by the project's root conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-
 import pytest
 
-from klip_lib import determinism, paths
-
-
-def pytest_configure(config):
-    if not os.environ.get(paths.SCRATCH_ENV):
-        config._klip_scratch = os.environ[paths.SCRATCH_ENV] = tempfile.mkdtemp(prefix="klip-scratch-")
-    determinism.configure()  # as `klip run` and every notebook do
-
-
-def pytest_unconfigure(config):
-    made = getattr(config, "_klip_scratch", None)
-    if made:
-        shutil.rmtree(made, ignore_errors=True)
-        os.environ.pop(paths.SCRATCH_ENV, None)
+from klip_lib import paths
 
 
 @pytest.fixture(scope="session")

@@ -154,3 +154,15 @@ def test_klip_artifacts_lists_a_run(tiny, tmp_path, capsys):
     assert "data" in out and "dataset" in out and "complete" in out
     assert cli.main(["artifacts", str(tmp_path / "absent")]) == 2
     assert "no such run folder" in capsys.readouterr().err
+
+
+def test_tests_run_notebooks_in_the_sessions_fresh_folder():
+    """nbval kernels inherit $KLIP_SCRATCH, so the notebooks' default run folder is a new one, not reports/."""
+    import os
+    from pathlib import Path
+
+    from klip_lib import paths
+
+    fresh = Path(os.environ[paths.SCRATCH_ENV])
+    assert paths.resolve(paths.SCRATCH) == fresh.resolve() and paths.REPORTS not in fresh.resolve().parents
+    assert paths.run_path("reports/scratch", "metrics", create=False).parent == fresh.resolve()
