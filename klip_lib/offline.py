@@ -50,7 +50,7 @@ DROP = ("jquery", "bootstrap", "awesome-markers", "fontawesome", "font-awesome",
 TAG_RE = re.compile(r"<script[^>]*\ssrc=[\"'](?P<js>https?://[^\"']+)[\"'][^>]*>\s*</script>"
                     r"|<link[^>]*\shref=[\"'](?P<css>https?://[^\"']+)[\"'][^>]*>", re.I)
 EXTERNAL_RE = re.compile(r"<(?:script|link|img|iframe)\b[^>]*?\s(?:src|href)=[\"'](https?://[^\"']+)[\"']"
-                         r"|\bimport\s*\(?\s*[\"'](https?://[^\"']+)[\"']|@import\s+url\([\"']?(https?://[^\"')]+)", re.I)
+                         r"|\b(?:import|from)\s*\(?\s*[\"'](https?://[^\"']+)[\"']|@import\s+url\([\"']?(https?://[^\"')]+)", re.I)
 
 
 class UnknownAsset(ValueError):
