@@ -57,7 +57,8 @@ def test_size(block: dict) -> str:
             return f"{value:g} test items" if key == "n_test" else f"{value:g} {key}"
         if isinstance(value, dict) and value:
             parts = {p: (sum(v.values()) if isinstance(v, dict) else v) for p, v in value.items()}
-            return " / ".join(f"{p} {n:g}" for p, n in parts.items() if isinstance(n, (int, float))) + f" {key}"
+            return " / ".join(f"{p} {n:g}" for p, n in parts.items() if isinstance(n, (int, float))) + \
+                f" {'chips' if key == 'counts' else key}"
     return "size not recorded"
 
 
@@ -102,7 +103,7 @@ def ledger_rows(metrics: dict[str, dict], claims: list[Claim] | None = None) -> 
         row.update(ours=None if ours is None else ours * c.scale, ours_ci=ci and (ci[0] * c.scale, ci[1] * c.scale),
                    best_other=None if best is None else others[best] * c.scale, best_other_name=best)
         data = {"yes": "same dataset", "sample": f"same dataset, a sample of it: {data_label(name)}",
-                "no": f"not run on the same data: ours {data_label(name)}, the paper {c.dataset}"}[c.same_data]
+                "no": f"not run on the same data: ours {data_label(name)}, the paper's {c.dataset}"}[c.same_data]
         scale = f"size: {test_size(block)}"
         metric = (f"metric: ours {key} x {c.scale:g}; the paper's unnamed (read off the radar chart)")
         row["differs"] = "; ".join([data, scale, metric])

@@ -69,7 +69,7 @@ def task_page(task: str, entries: list[tuple[str, str, dict]], figures: list[str
     for _stem, name, block in entries:
         lower = "" if block.get("higher_is_better", True) else " (lower is better)"
         parts.append(f"<h2 id='{slug(name)}'>{e(name)}</h2><p>Data: {e(data_label(name))}; size: "
-                     f"{e(test_size(block))}; split: {e(str(block.get('split', 'test (held-out cities)')))}. "
+                     f"{e(test_size(block))}; scored on split: {e(str(block.get('split', 'test')))}. "
                      f"Headline: <b>{e(block['headline'])}</b>{lower}.</p>{block_table(block)}")
     parts += [f"<figure><img src='{e(f)}' alt='{e(Path(f).stem)}'><figcaption>{e(Path(f).name)}</figcaption></figure>"
               for f in figures]
