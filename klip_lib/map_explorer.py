@@ -183,6 +183,7 @@ class MapExplorer:
         targets, and added indexes, rasters embedded as data URLs, Leaflet's JS and CSS inlined
         (`klip_lib.offline`). Only the basemap tiles need a network; without one the page says so."""
         from .offline import offline_map_html
+        from .vendor import VendorMissing
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,5 +199,8 @@ class MapExplorer:
             for ov in overlays:
                 maps.add_overlay(m, ov)
         m.to_html(str(path))
-        path.write_text(offline_map_html(path.read_text()))
+        try:
+            path.write_text(offline_map_html(path.read_text()))
+        except VendorMissing as e:  # keep folium's page (Leaflet from its CDN) rather than no page
+            warnings.warn(f"{path.name} loads Leaflet from the internet: {e}", stacklevel=2)
         return path
