@@ -131,7 +131,8 @@ def copy_assets(assets: Path, modules: set[str]) -> dict[str, str]:
 
 def render_notebook_html(executed: Path, out: Path, assets: Path) -> Path:
     """An executed notebook as HTML with no CDN script or style: scripts it needs for its widgets from `assets`
-    (a folder of the run, referred to relatively), MathJax and Mermaid left out."""
+    (a folder of the run, referred to relatively), MathJax and Mermaid left out. A reference to the network that
+    is still there (a new nbconvert template) is warned about, not fatal."""
     import os
 
     import nbformat
@@ -153,6 +154,8 @@ def render_notebook_html(executed: Path, out: Path, assets: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(body)
     left = external_refs(body)
-    if left:
-        raise UnknownAsset(f"{out} still loads {left[:3]} from the network")
+    if left:  # a page that needs the network beats no page; tests/test_offline.py fails on it
+        import warnings
+
+        warnings.warn(f"{out} still loads {left[:3]} from the network", stacklevel=2)
     return out
