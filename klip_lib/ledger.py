@@ -116,16 +116,17 @@ def ledger_html(metrics: dict[str, dict], claims: list[Claim] | None = None) -> 
     e = html.escape
     head = ("<tr><th>task</th><th>dataset (paper)</th><th>paper: KLIP</th><th>paper: previous best</th>"
             "<th>this run: task</th><th>this run: klip [95% CI]</th><th>this run: best other</th>"
-            "<th>what differs</th></tr>")
+            "<th>KLIP minus best other: paper / this run</th><th>what differs</th></tr>")
     body = []
     for r in ledger_rows(metrics, claims):
         ci = f" [{r['ours_ci'][0]:.1f}, {r['ours_ci'][1]:.1f}]" if r["ours_ci"] else " [—]"
         other = f"{fmt(r['best_other'])} ({e(r['best_other_name'])})" if r["best_other_name"] else "—"
         block = e(r["block"]) if r["block"] else "—"
+        gain = "—" if r["ours"] is None or r["best_other"] is None else f"{r['ours'] - r['best_other']:+.1f}"
         cls = "same" if r["same_data"] != "no" and r["block"] else "differ"
         body.append(f"<tr class='{cls}'><td>{e(r['task'])}</td><td>{e(r['dataset'])}</td><td>{r['paper']:g}</td>"
                     f"<td>{r['previous_best']:g}</td><td>{block}</td><td>{fmt(r['ours'])}{ci if r['block'] else ''}</td>"
-                    f"<td>{other}</td><td><small>{e(r['differs'])}</small></td></tr>")
+                    f"<td>{other}</td><td>{r['paper_gain']:+g} / {gain}</td><td><small>{e(r['differs'])}</small></td></tr>")
     sources = sorted({r["source"] for r in ledger_rows(metrics, claims)})
     return ("<h2 id='ledger'>Claims ledger: the paper's headline results beside this run</h2>"
             "<p>Paper values " + "; ".join(e(s) for s in sources) + ". This run's numbers are on the paper's 0-100 "

@@ -114,6 +114,7 @@ def test_ledger_puts_this_runs_number_beside_each_claim():
     assert air["ours"] is None and air["differs"].startswith("not run on the same data")
     page = ledger.ledger_html(RUN)
     assert "radar_v2.jpg" in page and "<td>118</td>" in page and "55.0 [45.0, 65.0]" in page and "8.0 [—]" in page
+    assert "<td>+22 / +5.0</td>" in page and "<td>+11 / -4.0</td>" in page  # SAR-ACD and retrieval
 
 
 def test_task_pages_show_rows_intervals_data_and_figures(tmp_path):
