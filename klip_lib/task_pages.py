@@ -94,4 +94,5 @@ def write_task_pages(run_dir: str | os.PathLike, metrics: dict[str, dict]) -> di
 def links_html(pages: dict[str, str]) -> str:
     """The index.html list of task pages."""
     items = "".join(f"<li><a href='{html.escape(p)}'>{html.escape(t)}</a></li>" for t, p in pages.items())
-    return f"<h2>Task pages</h2><ul>{items}</ul>" if pages else ""
+    return f"<h2>Task pages</h2><ul>{items}</ul>" if pages else \
+        "<h2>Task pages</h2><p>none: no evaluation notebook (05-11) saved a task in this run.</p>"

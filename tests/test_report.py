@@ -135,6 +135,7 @@ def test_task_pages_show_rows_intervals_data_and_figures(tmp_path):
     cap = (tmp_path / pages["captioning"]).read_text()
     assert "most common facts" in cap and "[1.200, 1.800]" in cap and "24 test items" in cap
     assert "href='tasks/classification.html'" in task_pages.links_html(pages)
+    assert "none: no evaluation notebook" in task_pages.links_html({})
 
 
 def test_radar_keeps_methods_and_baselines_apart_and_marks_unbeaten_axes(tmp_path):
