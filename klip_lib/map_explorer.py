@@ -1,7 +1,7 @@
 """An ipywidgets explorer of a SAR index: footprint map, filters, a tile picker and the picked tile beside the map.
 
 The map is a leafmap (ipyleaflet) widget built from `klip_lib.maps`; `export_html` writes the same view
-as a self-contained folium page. ipywidgets and leafmap are imported inside.
+as a self-contained folium page (no CDN: `klip_lib.offline`). ipywidgets and leafmap are imported inside.
 """
 
 from __future__ import annotations
@@ -179,9 +179,12 @@ class MapExplorer:
         return overlays
 
     def export_html(self, path: str | os.PathLike) -> Path:
-        """The current view as one HTML file (folium): footprints, the picked tile's overlays and targets, and
-        added indexes, rasters embedded as data URLs. Leaflet's JS and CSS (and folium's helpers) load from
-        public CDNs (jsdelivr, cdnjs), as folium writes them; nothing else is fetched."""
+        """The current view as one self-contained HTML file (folium): footprints, the picked tile's overlays and
+        targets, and added indexes, rasters embedded as data URLs, Leaflet's JS and CSS inlined
+        (`klip_lib.offline`). Only the basemap tiles need a network; without one the page says so."""
+        from .offline import offline_map_html
+        from .vendor import VendorMissing
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         m = maps.new_map(self.overlays[0].bounds if self.overlays else self.fp.bounds, backend="folium")
@@ -196,4 +199,8 @@ class MapExplorer:
             for ov in overlays:
                 maps.add_overlay(m, ov)
         m.to_html(str(path))
+        try:
+            path.write_text(offline_map_html(path.read_text()))
+        except VendorMissing as e:  # keep folium's page (Leaflet from its CDN) rather than no page
+            warnings.warn(f"{path.name} loads Leaflet from the internet: {e}", stacklevel=2)
         return path

@@ -33,6 +33,57 @@ def task_blocks(metrics: dict[str, dict]) -> dict[str, dict]:
     return blocks
 
 
+METHOD_TASKS = {"screening"}  # tasks whose rows are methods (SCIO, CapFilt, random flagging), not models
+BASELINE_MODELS = ("random",)  # the random-init control: scored like a model, a baseline all the same
+
+
+def is_method_block(block: dict) -> bool:
+    """A block that compares methods applied to data rather than models (`"compares": "methods"` or its task)."""
+    return block.get("compares") == "methods" or block.get("task") in METHOD_TASKS
+
+
+def baselines(block: dict) -> dict[str, dict]:
+    """A task block's baselines by name: `baselines` ({name: scores}) and the older single `baseline`
+    ({"name": ..., metric: value})."""
+    out = {name: scores for name, scores in (block.get("baselines") or {}).items() if isinstance(scores, dict)}
+    single = block.get("baseline")
+    if isinstance(single, dict):
+        out.setdefault(single.get("name", "baseline"), {k: v for k, v in single.items() if k != "name"})
+    return out
+
+
+def interval(block: dict, name: str) -> tuple[float, float] | None:
+    """The 95% interval of `name`'s headline when the block carries one (`ci`: {name: [low, high]})."""
+    ci = (block.get("ci") or {}).get(name)
+    return (float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci else None
+
+
+def _label(name: str, block: dict) -> str:
+    return f"{name} {block['headline']}" + ("" if block.get("higher_is_better", True) else " ↓")
+
+
+def radar_tables(metrics: dict[str, dict]):
+    """(models, baselines, methods) DataFrames for `viz.radar_chart`: rows by name, a column per task's headline,
+    lower-is-better columns inverted (best / value over models and baselines together). Methods (screening:
+    SCIO, CapFilt, random flagging) are kept apart from models; baselines are the blocks' `baseline(s)`."""
+    import pandas as pd
+
+    models, base, methods = {}, {}, {}
+    for name, block in sorted(task_blocks(metrics).items()):
+        key, label = block["headline"], _label(name, block)
+        rows = {m: s.get(key) if isinstance(s, dict) else None for m, s in block["models"].items()}
+        if is_method_block(block):
+            methods[label] = rows
+            continue
+        models[label] = rows
+        base[label] = {b: s.get(key) for b, s in baselines(block).items()}
+    models, base = pd.DataFrame(models).astype(float), pd.DataFrame(base, columns=list(models)).astype(float)
+    for col in [c for c in models.columns if c.endswith("↓")]:
+        best = pd.concat([models[col], base[col]]).min()
+        models[col], base[col] = best / models[col], best / base[col]
+    return models, base, pd.DataFrame(methods).astype(float)
+
+
 def comparison_table(metrics: dict[str, dict]):
     """Models x tasks DataFrame of each task's headline metric (NaN where a model was not scored; lower-is-better
     metrics are kept as measured and marked with a trailing '↓' in the column name)."""
@@ -82,8 +133,10 @@ def provenance(run_dir: str | os.PathLike) -> dict:
     }
 
 
-def report_section(table, provenance_: dict, figures: dict[str, str], not_provided: dict[str, str]) -> str:
-    """The HTML block `klip run` puts at the top of the run's index.html: figures, table, provenance."""
+def report_section(table, provenance_: dict, figures: dict[str, str], not_provided: dict[str, str],
+                   extra: str = "") -> str:
+    """The HTML block `klip run` puts at the top of the run's index.html: figures, table, `extra` (the claims
+    ledger and the task pages' links), provenance."""
     import html
 
     imgs = "".join(f'<figure><img src="{html.escape(src)}" style="max-width:720px"><figcaption>'
@@ -92,5 +145,5 @@ def report_section(table, provenance_: dict, figures: dict[str, str], not_provid
     prov = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(json.dumps(v) if isinstance(v, dict) else str(v))}"
                    f"</td></tr>" for k, v in provenance_.items())
     return (f"<h2>Comparison</h2>{imgs}{table.to_html(float_format=lambda v: f'{v:.3f}', na_rep='n/a')}"
-            + (f"<h3>External models</h3><ul>{missing}</ul>" if missing else "")
+            + (f"<h3>External models</h3><ul>{missing}</ul>" if missing else "") + extra
             + f"<h2>Provenance</h2><table>{prov}</table>")

@@ -2,7 +2,8 @@
 
 Each notebook gets `run_dir`, `preset` and `seed`; its executed copy goes to `<run>/notebooks/`, an HTML
 rendering to `<run>/html/`, its metrics (saved by the notebook) to `<run>/metrics/`. The runner then writes
-`<run>/metrics.json` (all merged), `<run>/run.json` (status and duration per notebook) and `<run>/index.html`,
+`<run>/metrics.json` (all merged), `<run>/run.json` (status and duration per notebook) and `<run>/index.html`
+(with the report notebook's section: comparison, claims ledger, links to the task pages in `<run>/tasks/`),
 and points `reports/latest` at the run. A failing notebook stops the run with its name, the failing cell and
 where the executed copy with the traceback is.
 """
@@ -106,12 +107,21 @@ def failure_summary(executed: Path, exc: Exception) -> str:
     return f"cell {cell + 1 - injected}: {ename}: {first_line}"
 
 
-def render_html(executed: Path, out: Path) -> None:
-    from nbconvert import HTMLExporter
+def render_html(executed: Path, out: Path, assets: Path | None = None) -> None:
+    """The executed notebook as HTML that loads nothing from a CDN (`offline.render_notebook_html`; its widget
+    scripts go to `assets`, by default `<run>/assets`). Without the vendored scripts (`python -m klip_lib.vendor`)
+    it falls back to nbconvert's default page, whose widgets need the internet, and says so."""
+    from . import offline, vendor
 
-    body, _ = HTMLExporter().from_filename(str(executed))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(body)
+    try:
+        offline.render_notebook_html(executed, out, assets or out.parent.parent / offline.ASSETS)
+    except vendor.VendorMissing as e:
+        from nbconvert import HTMLExporter
+
+        print(f"  ({out.name}: widgets will need the internet: {e})", file=sys.stderr)
+        body, _ = HTMLExporter().from_filename(str(executed))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(body)
 
 
 def execute(nb: Path, run_dir: Path, preset: str, seed: int, kernel: str) -> NotebookResult:

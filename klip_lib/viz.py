@@ -39,26 +39,63 @@ def show_tiles(tiles: list[np.ndarray], titles: list[str] | None = None, cols: i
     return fig
 
 
-def radar_chart(scores, title: str = "", save_to=None):
+def unbeaten_axes(scores, baselines=None, baseline_rows=("random",)) -> list[str]:
+    """Axes (columns) where no model beats a baseline: the best of the models not in `baseline_rows` is not above
+    the best of `baselines` (rows: baselines, same columns) and the `baseline_rows` models (the random-init control)."""
+    import pandas as pd
+
+    frames = [scores.loc[[r for r in scores.index if r in baseline_rows]]]
+    if baselines is not None and len(baselines):
+        frames.append(baselines.reindex(columns=scores.columns))
+    base = pd.concat(frames).max(axis=0)
+    models = scores.loc[[r for r in scores.index if r not in baseline_rows]].max(axis=0)
+    return [c for c in scores.columns if pd.notna(base[c]) and (pd.isna(models[c]) or models[c] <= base[c])]
+
+
+def radar_chart(scores, title: str = "", save_to=None, baselines=None, methods=None, baseline_rows=("random",)):
     """A radar chart of models (rows) over task axes (columns) of a DataFrame, each axis normalised by its best
-    model (1 = best on that axis, as in the paper's comparison figure); missing scores are drawn at 0."""
+    model or baseline (1 = best on that axis, as in the paper's comparison figure); missing scores at 0.
+
+    Baselines (`baselines` rows and the `baseline_rows` models, e.g. the random-init control) are drawn dashed;
+    an axis where no model beats a baseline is marked in red with "x". `methods` (rows: methods such as SCIO,
+    CapFilt, random flagging; columns: their metrics) are drawn apart, as bars beside the radar."""
     import matplotlib.pyplot as plt
+    import pandas as pd
 
     axes_names = list(scores.columns)
-    best = scores.max(axis=0).replace(0, np.nan)
-    normalised = (scores / best).fillna(0.0).clip(lower=0)
+    base = baselines.reindex(columns=axes_names) if baselines is not None and len(baselines) else None
+    both = pd.concat([scores, base]) if base is not None else scores
+    best = both.max(axis=0).replace(0, np.nan)
+    unbeaten = set(unbeaten_axes(scores, base, baseline_rows))
     angles = np.linspace(0, 2 * np.pi, len(axes_names), endpoint=False).tolist()
-    fig, ax = plt.subplots(figsize=(7, 7), subplot_kw={"polar": True})
-    for model, row in normalised.iterrows():
-        values = row.tolist()
-        ax.plot(angles + angles[:1], values + values[:1], label=model, linewidth=1.8)
-        ax.fill(angles + angles[:1], values + values[:1], alpha=0.08)
+    with_methods = methods is not None and len(methods) and methods.shape[1]
+    fig = plt.figure(figsize=(12 if with_methods else 7, 7))
+    ax = fig.add_subplot(1, 2 if with_methods else 1, 1, polar=True)
+    rows = [(n, r, n in baseline_rows) for n, r in scores.iterrows()]
+    rows += [(n, r, True) for n, r in base.iterrows()] if base is not None else []
+    for name, row, is_baseline in rows:
+        values = (row / best).fillna(0.0).clip(lower=0).tolist()
+        closed = angles + angles[:1], values + values[:1]
+        if is_baseline:
+            ax.plot(*closed, label=f"{name} (baseline)", linestyle="--", linewidth=1.2)
+        else:
+            ax.plot(*closed, label=name, linewidth=1.8)
+            ax.fill(*closed, alpha=0.08)
     ax.set_xticks(angles)
-    ax.set_xticklabels([a.replace("/", "\n") for a in axes_names], fontsize=8)
+    ax.set_xticklabels([("x " if a in unbeaten else "") + a.replace("/", "\n") for a in axes_names], fontsize=8)
+    for label, name in zip(ax.get_xticklabels(), axes_names):
+        if name in unbeaten:
+            label.set_color("#c00000")
     ax.set_ylim(0, 1.05)
     ax.set_yticks([0.25, 0.5, 0.75, 1.0])
-    ax.set_title(title or "scores normalised per axis (1 = best model)", pad=24)
-    ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1))
+    ax.set_title(title or "normalised per axis (1 = best)\nred x: no model beats a baseline", pad=24, fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=8)
+    if with_methods:
+        mx = fig.add_subplot(1, 2, 2)
+        methods.T.plot.barh(ax=mx)
+        mx.set_title("methods (not models), raw scores", fontsize=10)
+        mx.legend(fontsize=8)
+    fig.tight_layout()
     if save_to:
         fig.savefig(save_to, dpi=110, bbox_inches="tight")
     return fig

@@ -12,14 +12,14 @@ PACKAGE = Path(klip_lib.__file__).resolve().parent
 
 # lowest first; a module's layer is that of its first name below klip_lib
 LAYERS: list[tuple[str, ...]] = [
-    ("paths", "vocab", "presets", "dist", "files", "determinism", "viz"),  # foundations
+    ("paths", "vocab", "presets", "dist", "files", "determinism", "viz", "vendor"),  # foundations
     ("data",),  # simulator, GeoTIFF I/O, index, datasets
     ("hcot",),  # knowledge chain and captions
     ("encoders", "losses", "model"),  # the model
     ("train", "train_bench"),  # pretraining
     ("scio",),  # SCIO
     ("tasks", "scio_inject"),  # evaluation (the SCIO harness is evaluation code)
-    ("report", "environment", "maps", "map_explorer"),  # reports, maps, environment checks
+    ("report", "environment", "maps", "map_explorer", "offline", "ledger", "task_pages"),  # reports, maps, checks
     ("artifacts",),  # orchestration: the cached steps
     ("runner", "cli", "bench"),  # commands
 ]

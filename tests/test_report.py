@@ -63,3 +63,98 @@ def test_saved_metrics_are_json_clean(tmp_path):
 
     report.save_metrics(tmp_path, "x", {"a": np.float32(0.5), "b": float("nan"), "c": [np.int64(3)]})
     assert report.load_metrics(tmp_path) == {"x": {"a": 0.5, "b": None, "c": [3]}}
+
+
+# ---- issue 22: claims ledger, task pages, radar chart with baselines and methods apart ----
+
+RUN = {
+    "05_scio": {"tasks": {"scio/screening": {"task": "screening", "headline": "f1", "models": {
+        "scio": {"f1": 0.3}, "random flagging": {"f1": 0.16}, "capfilt": {"f1": 0.2}}}}},
+    "06_eval_classification": {"tasks": {"classification/sar_acd": {
+        "task": "classification", "headline": "linear_probe_accuracy",
+        "models": {"random": {"linear_probe_accuracy": 0.4}, "blip-like": {"linear_probe_accuracy": 0.5},
+                   "klip": {"linear_probe_accuracy": 0.55}},
+        "counts": {"train": {"a": 30, "b": 30}, "test": {"a": 10, "b": 10}}, "ci": {"klip": [0.45, 0.65]}}}},
+    "09_eval_retrieval": {"tasks": {"retrieval/sim": {
+        "task": "retrieval", "headline": "r_mean", "models": {"random": {"r_mean": 0.1}, "klip": {"r_mean": 0.08}},
+        "baseline": {"name": "random ranking", "r_mean": 0.12}, "images": 24}}},
+    "10_eval_captioning": {"tasks": {"captioning/sim": {
+        "task": "captioning", "headline": "cider", "models": {"klip": {"cider": 1.5}, "blip-like": {"cider": 1.2}},
+        "baselines": {"most common facts": {"cider": 0.5}}, "n_test": 24, "ci": {"klip": [1.2, 1.8]}}}},
+    "12_loss": {"tasks": {"error/sim": {"task": "error", "headline": "rmse", "higher_is_better": False,
+                                        "models": {"random": {"rmse": 2.0}, "klip": {"rmse": 1.0}},
+                                        "baseline": {"name": "mean", "rmse": 0.5}}}},
+}
+
+
+def test_claims_file_holds_the_papers_values_with_their_source():
+    from klip_lib import ledger
+
+    claims = {(c.task, c.dataset): c for c in ledger.load_claims()}
+    assert len(claims) == 16
+    assert (claims["classification", "SAR-ACD"].paper, claims["classification", "SAR-ACD"].previous_best) == (91, 69)
+    assert (claims["captioning", "not named on the figure"].paper, claims["vqa all landforms", "not named on the figure"]
+            .previous_best) == (118, 48)
+    assert all("fu/figure/radar_v2.jpg" in c.source and "names no metric" in c.source for c in claims.values())
+
+
+def test_ledger_puts_this_runs_number_beside_each_claim():
+    from klip_lib import ledger
+
+    rows = {(r["task"], r["dataset"]): r for r in ledger.ledger_rows(RUN)}
+    acd = rows["classification", "SAR-ACD"]
+    assert acd["block"] == "classification/sar_acd" and acd["ours"] == pytest.approx(55.0)
+    assert acd["ours_ci"] == pytest.approx((45.0, 65.0)) and acd["best_other_name"] == "blip-like"
+    assert acd["differs"].startswith("same dataset, a sample of it") and "test 20" in acd["differs"]
+    ret = rows["retrieval", "not named on the figure"]
+    assert ret["ours"] == pytest.approx(8.0) and ret["ours_ci"] is None
+    assert (ret["best_other_name"], ret["best_other"]) == ("random ranking", pytest.approx(12.0))  # a baseline counts
+    assert ret["differs"].startswith("not run on the same data: ours simulated tiles") and "24 images" in ret["differs"]
+    air = rows["detection", "FuSAR-AIR"]
+    assert air["ours"] is None and air["differs"].startswith("not run on the same data")
+    page = ledger.ledger_html(RUN)
+    assert "radar_v2.jpg" in page and "<td>118</td>" in page and "55.0 [45.0, 65.0]" in page and "8.0 [—]" in page
+    assert "<td>+22 / +5.0</td>" in page and "<td>+11 / -4.0</td>" in page  # SAR-ACD and retrieval
+
+
+def test_task_pages_show_rows_intervals_data_and_figures(tmp_path):
+    from klip_lib import task_pages
+
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "06_confusion_sar_acd.png").write_bytes(b"png")
+    (tmp_path / "figures" / "09_retrieval_recalls.png").write_bytes(b"png")
+    pages = task_pages.write_task_pages(tmp_path, RUN)
+    assert pages["classification"] == "tasks/classification.html" and set(pages) == {
+        "classification", "retrieval", "captioning", "screening", "error"}
+    cls = (tmp_path / pages["classification"]).read_text()
+    assert "src='../figures/06_confusion_sar_acd.png'" in cls and "09_retrieval" not in cls
+    assert "[0.450, 0.650]" in cls and "<td>—</td>" in cls  # klip's interval; none for blip-like
+    assert "<tr class='baseline'><td>random</td>" in cls and "test 20" in cls and "SAR-ACD" in cls
+    ret = (tmp_path / pages["retrieval"]).read_text()
+    assert "<tr class='baseline'><td>random ranking</td>" in ret and "24 images" in ret
+    cap = (tmp_path / pages["captioning"]).read_text()
+    assert "most common facts" in cap and "[1.200, 1.800]" in cap and "24 test items" in cap
+    assert "href='tasks/classification.html'" in task_pages.links_html(pages)
+    assert "none: no evaluation notebook" in task_pages.links_html({})
+
+
+def test_radar_keeps_methods_and_baselines_apart_and_marks_unbeaten_axes(tmp_path):
+    models, baselines, methods = report.radar_tables(RUN)
+    assert "scio" not in models.index and list(methods.index) == ["scio", "random flagging", "capfilt"]
+    assert baselines.loc["random ranking", "retrieval/sim r_mean"] == 0.12
+    assert baselines.loc["mean", "error/sim rmse ↓"] == pytest.approx(1.0)  # lower is better: best / value
+    assert models.loc["klip", "error/sim rmse ↓"] == pytest.approx(0.5)
+    assert viz.unbeaten_axes(models, baselines) == ["error/sim rmse ↓", "retrieval/sim r_mean"]
+    png = tmp_path / "radar.png"
+    fig = viz.radar_chart(models, baselines=baselines, methods=methods, save_to=png)
+    labels = {t.get_text(): t.get_color() for t in fig.axes[0].get_xticklabels()}
+    assert labels["x retrieval\nsim r_mean"] == "#c00000" and "captioning\nsim cider" in labels
+    assert len(fig.axes) == 2 and png.stat().st_size > 10_000
+
+
+def test_baselines_read_both_forms():
+    assert report.baselines({"baseline": {"name": "majority", "accuracy": 0.3}}) == {"majority": {"accuracy": 0.3}}
+    assert report.baselines({"baselines": {"a": {"f1": 0.1}}, "baseline": {"name": "b", "f1": 0.2}}) == {
+        "a": {"f1": 0.1}, "b": {"f1": 0.2}}
+    assert report.interval({"ci": {"klip": [0.1, 0.2]}}, "klip") == (0.1, 0.2)
+    assert report.interval({"ci": {"klip": [None, 0.2]}}, "klip") is None and report.interval({}, "klip") is None

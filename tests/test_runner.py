@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat as nbf
 import pytest
 
-from klip_lib import runner
+from klip_lib import offline, runner, vendor
 
 
 def make_nb(folder: Path, name: str, body: str) -> Path:
@@ -52,6 +52,8 @@ def test_runs_in_order_and_merges_metrics(project):
     index = (run_dir / "index.html").read_text()
     assert "00_first" in index and "01_second" in index and "0.75" in index
     assert (run_dir / "html" / "01_second.html").stat().st_size > 1000
+    if not vendor.missing():  # the page loads no script or style from a CDN (nbconvert's default loads require.js)
+        assert offline.external_refs((run_dir / "html" / "01_second.html").read_text()) == []
     assert (reports / "latest").resolve() == run_dir.resolve()
     run_json = json.loads((run_dir / "run.json").read_text())
     assert run_json["seed"] == 3 and len(run_json["notebooks"]) == 2
