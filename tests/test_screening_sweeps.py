@@ -1,5 +1,7 @@
 """The screening AUC, the F1-optimal screening threshold and CapFilt's threshold pinned on fixed random inputs
-(with tied scores): the values the hand-written sweeps gave, kept when torchmetrics computes them."""
+(with tied scores): the values the hand-written sweeps gave, kept when torchmetrics computes them. torchmetrics
+computes the ROC curve in float32, so AUCs, the weights 2 * AUC - 1 and the thresholds on the weighted scores
+agree to about 1e-7 rather than exactly; the thresholds pick the same clauses."""
 
 from __future__ import annotations
 
@@ -18,10 +20,10 @@ def auc_cases():
             (normal[:5], np.zeros(5, bool))]
 
 
-@pytest.mark.parametrize("case, expected", zip(range(4), [0.4658385093167702, 0.5587761674718197, 0.5, 0.5]))
+@pytest.mark.parametrize("case, expected", list(zip(range(4), [0.4658385093167702, 0.5587761674718197, 0.5, 0.5])))
 def test_auc_counts_ties_half_and_is_half_without_both_classes(case, expected):
     score, label = auc_cases()[case]
-    assert screening._auc(score, label) == pytest.approx(expected, abs=1e-12)
+    assert screening.auc(score, label) == pytest.approx(expected, abs=1e-7)
 
 
 def corpus(seed: int, tie: bool = True, error_rate: float = 0.3, n_items: int = 12):
@@ -52,8 +54,8 @@ CALIBRATED = [  # seed, tied itm_gain, max_false_flags -> threshold, non-zero we
 @pytest.mark.parametrize("seed, tie, cap, threshold, weights", CALIBRATED)
 def test_calibrated_threshold_and_weights_are_pinned(seed, tie, cap, threshold, weights):
     screener = Screener.calibrate(*corpus(seed, tie), max_false_flags=cap)
-    assert screener.threshold == pytest.approx(threshold, abs=1e-12)
-    assert {k: v for k, v in screener.weights.items() if v} == pytest.approx(weights, abs=1e-11)
+    assert screener.threshold == pytest.approx(threshold, abs=1e-6)
+    assert {k: v for k, v in screener.weights.items() if v} == pytest.approx(weights, abs=1e-6)
 
 
 def test_calibration_without_errors_screens_by_itm_and_flags_only_the_top_score():
@@ -77,4 +79,16 @@ def capfilt_case(seed: int):
 @pytest.mark.parametrize("seed, expected", [(0, 0.900000001), (1, 0.40000000100000005), (2, 1.000000001),
                                             (3, 0.900000001)])
 def test_capfilt_threshold_is_pinned(seed, expected):
-    assert scio_inject._capfilt_threshold(*capfilt_case(seed)) == pytest.approx(expected, abs=1e-12)
+    assert scio_inject.capfilt_threshold(*capfilt_case(seed)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_tied_best_f1_calibration_keeps_the_fewest_flags_and_capfilt_the_most():
+    """Clauses wrong, right, right, wrong: flagging the top one or all four both give F1 2/3."""
+    wrong = [True, False, False, True]
+    items = [Item("t0", 0, [Clause("Count", f"c{i}", ". ") for i in range(4)], None)]
+    feats = [{f: np.zeros(4) for f in screening.FEATURES} | {"itm_gain": np.array([4.0, 3.0, 2.0, 1.0])}]
+    screener = Screener.calibrate(items, feats, [wrong])
+    assert screener.flag(screener.scores(items, feats, restandardise=False)) == [[True, False, False, False]]
+    views = [Item(f"t{i}", i, [Clause("Count", "c", ". ")], [Clause("Count", "c", ". ")]) for i in range(4)]
+    threshold = scio_inject.capfilt_threshold(np.array([0.1, 0.2, 0.3, 0.4]), views, [[w] for w in wrong])
+    assert threshold == pytest.approx(0.4 + 1e-9, abs=1e-12)
