@@ -25,7 +25,6 @@ from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
 from . import dist
 from .encoders import (
     WEIGHTS_NAME,
-    CheckpointError,
     FusionEncoder,
     TextEncoder,
     create_image_encoder,
@@ -36,10 +35,10 @@ from .encoders import (
     text_checkpoint_state,
 )
 from .losses import IGNORE_INDEX, itc_loss, itm_loss, mask_tokens, mlm_loss, sample_hard_negatives
+from .weights import PICKLE_SUFFIXES, CheckpointError
 
 OBJECTIVES: tuple[str, ...] = ("itc", "itm", "mlm")
 CONFIG_NAME = "config.json"
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
 
 
 @dataclass
@@ -52,7 +51,7 @@ class KlipConfig:
         default_factory=dict
     )  # extra timm.create_model arguments, e.g. {"depth": 4}
     image_weights: str | None = (
-        None  # local timm weights file (.safetensors) for the image encoder; None: random
+        None  # local timm weights file (.safetensors, or a torch file of tensors) for the image encoder; None: random
     )
     text_init: str = (
         "config"  # "config" (random, sizes below), "minilm" (bundled MiniLM-L6) or a local BERT folder
@@ -451,8 +450,9 @@ class KlipModel(nn.Module):
     def from_pretrained(cls, path: str | os.PathLike, allow_pickle: bool = False) -> KlipModel:
         """Load a folder written by save_pretrained (or a weights file beside its config.json).
 
-        Pickle checkpoints (.pt, .pth, .bin, ...) are refused unless `allow_pickle=True`; weights that do
-        not match the config raise CheckpointError naming the missing, unexpected and mis-shaped tensors.
+        Torch checkpoints (.pt, .pth, .bin, ...) load with weights_only=True; one that needs unpickling (objects
+        besides tensors, which can run code) is refused unless `allow_pickle=True`, and then warned about. Weights
+        that do not match the config raise CheckpointError naming the missing, unexpected and mis-shaped tensors.
         """
         path = Path(path).expanduser()
         folder = path if path.is_dir() else path.parent
