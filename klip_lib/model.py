@@ -34,6 +34,7 @@ from .encoders import (
     read_state,
     text_checkpoint_state,
 )
+from .errors import InputError
 from .losses import IGNORE_INDEX, itc_loss, itm_loss, mask_tokens, mlm_loss, sample_hard_negatives
 from .weights import PICKLE_SUFFIXES, CheckpointError
 
@@ -75,20 +76,20 @@ class KlipConfig:
     mlm_random_ratio: float = 0.15  # probability that any other ordinary token is masked
 
     def validate(self) -> None:
-        """Raise ValueError naming the first inconsistent field."""
+        """Raise InputError (a ValueError) naming the first inconsistent field."""
         if not 1 <= self.fusion_layers <= self.text_layers:
-            raise ValueError(
+            raise InputError(
                 f"fusion_layers={self.fusion_layers} must be between 1 and text_layers={self.text_layers}"
             )
         if self.max_text_len > self.text_positions:
-            raise ValueError(f"max_text_len={self.max_text_len} exceeds text_positions={self.text_positions}")
+            raise InputError(f"max_text_len={self.max_text_len} exceeds text_positions={self.text_positions}")
         if self.queue_size < 0 or not 0 <= self.momentum <= 1:
-            raise ValueError(
+            raise InputError(
                 f"queue_size={self.queue_size} must be >= 0 and momentum={self.momentum} in [0, 1]"
             )
         for name in ("mlm_knowledge_ratio", "mlm_random_ratio", "alpha"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1]")
+                raise InputError(f"{name}={getattr(self, name)} must be in [0, 1]")
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> KlipConfig:
@@ -96,7 +97,7 @@ class KlipConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"{source}: unknown KlipConfig fields {unknown}; known fields: {sorted(known)}")
+            raise InputError(f"{source}: unknown KlipConfig fields {unknown}; known fields: {sorted(known)}")
         return cls(**values)
 
 

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from . import dist
+from .errors import UserError, one_line, user_errors
 from .model import KlipConfig, KlipModel, scene_ids_tensor
 from .weights import CheckpointError, torch_load
 
@@ -42,7 +43,7 @@ CHECKPOINT = "checkpoint.pt"
 METRICS_CSV = "metrics.csv"
 
 
-class TrainError(RuntimeError):
+class TrainError(UserError, RuntimeError):
     """A problem with the training inputs or the checkpoint, with what to do about it."""
 
 
@@ -471,8 +472,8 @@ def main(argv: list[str] | None = None) -> int:
             model_config = KlipConfig.from_dict(json.loads(Path(args.model_config).read_text()), args.model_config)
         result = pretrain(args.shards, args.out, model_config, cfg, captions=args.captions, resume=not args.fresh,
                           allow_pickle=args.allow_pickle)
-    except TrainError as e:
-        print(f"klip train: {e}", file=sys.stderr)
+    except user_errors() as e:  # a missing or foreign input, a bad value: one line, no traceback
+        print(f"klip train: {one_line(e)}", file=sys.stderr)
         return 2
     finally:
         if torch.distributed.is_initialized():

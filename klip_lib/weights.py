@@ -16,11 +16,13 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
+
 ALLOW_PICKLE = "pass allow_pickle=True (on the command line: --allow-pickle)"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be loaded: pickle refused, or weights that do not match the config."""
 
 

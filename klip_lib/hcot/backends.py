@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InputError, UserError
 from ..vocab import CAPTION_DIMENSIONS
 from .prompts import HINTS, messages
 from .realise import realise
@@ -38,7 +39,7 @@ class Job:
     attempt: int = 0  # 0 for the first try; retries sample instead of decoding greedily
 
 
-class BackendError(RuntimeError):
+class BackendError(UserError, RuntimeError):
     """A backend that cannot answer (server unreachable after retries, HTTP error, missing model)."""
 
 
@@ -225,4 +226,4 @@ def make_backend(name: str, **options):
         return TransformersBackend(**options)
     if name == "openai":
         return OpenAIBackend(**options)
-    raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    raise InputError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
