@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import UserError
 from .files import write_json_atomic
 from .paths import ROOT, resolve, run_path
 
@@ -43,7 +44,7 @@ CODE: dict[str, tuple[str, ...]] = {
 }
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(UserError, RuntimeError):
     """An artifact that cannot be used or rebuilt as asked (the message says which file and what to do)."""
 
 

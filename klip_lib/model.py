@@ -25,7 +25,6 @@ from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
 from . import dist
 from .encoders import (
     WEIGHTS_NAME,
-    CheckpointError,
     FusionEncoder,
     TextEncoder,
     create_image_encoder,
@@ -35,11 +34,12 @@ from .encoders import (
     read_state,
     text_checkpoint_state,
 )
+from .errors import InputError
 from .losses import IGNORE_INDEX, itc_loss, itm_loss, mask_tokens, mlm_loss, sample_hard_negatives
+from .weights import PICKLE_SUFFIXES, CheckpointError
 
 OBJECTIVES: tuple[str, ...] = ("itc", "itm", "mlm")
 CONFIG_NAME = "config.json"
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
 
 
 @dataclass
@@ -52,7 +52,7 @@ class KlipConfig:
         default_factory=dict
     )  # extra timm.create_model arguments, e.g. {"depth": 4}
     image_weights: str | None = (
-        None  # local timm weights file (.safetensors) for the image encoder; None: random
+        None  # local timm weights file (.safetensors, or a torch file of tensors) for the image encoder; None: random
     )
     text_init: str = (
         "config"  # "config" (random, sizes below), "minilm" (bundled MiniLM-L6) or a local BERT folder
@@ -76,20 +76,20 @@ class KlipConfig:
     mlm_random_ratio: float = 0.15  # probability that any other ordinary token is masked
 
     def validate(self) -> None:
-        """Raise ValueError naming the first inconsistent field."""
+        """Raise InputError (a ValueError) naming the first inconsistent field."""
         if not 1 <= self.fusion_layers <= self.text_layers:
-            raise ValueError(
+            raise InputError(
                 f"fusion_layers={self.fusion_layers} must be between 1 and text_layers={self.text_layers}"
             )
         if self.max_text_len > self.text_positions:
-            raise ValueError(f"max_text_len={self.max_text_len} exceeds text_positions={self.text_positions}")
+            raise InputError(f"max_text_len={self.max_text_len} exceeds text_positions={self.text_positions}")
         if self.queue_size < 0 or not 0 <= self.momentum <= 1:
-            raise ValueError(
+            raise InputError(
                 f"queue_size={self.queue_size} must be >= 0 and momentum={self.momentum} in [0, 1]"
             )
         for name in ("mlm_knowledge_ratio", "mlm_random_ratio", "alpha"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1]")
+                raise InputError(f"{name}={getattr(self, name)} must be in [0, 1]")
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> KlipConfig:
@@ -97,7 +97,7 @@ class KlipConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"{source}: unknown KlipConfig fields {unknown}; known fields: {sorted(known)}")
+            raise InputError(f"{source}: unknown KlipConfig fields {unknown}; known fields: {sorted(known)}")
         return cls(**values)
 
 
@@ -451,8 +451,9 @@ class KlipModel(nn.Module):
     def from_pretrained(cls, path: str | os.PathLike, allow_pickle: bool = False) -> KlipModel:
         """Load a folder written by save_pretrained (or a weights file beside its config.json).
 
-        Pickle checkpoints (.pt, .pth, .bin, ...) are refused unless `allow_pickle=True`; weights that do
-        not match the config raise CheckpointError naming the missing, unexpected and mis-shaped tensors.
+        Torch checkpoints (.pt, .pth, .bin, ...) load with weights_only=True; one that needs unpickling (objects
+        besides tensors, which can run code) is refused unless `allow_pickle=True`, and then warned about. Weights
+        that do not match the config raise CheckpointError naming the missing, unexpected and mis-shaped tensors.
         """
         path = Path(path).expanduser()
         folder = path if path.is_dir() else path.parent

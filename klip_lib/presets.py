@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 
+from .errors import UserError
+
 PRESETS: dict[str, dict[str, dict]] = {
     "smoke": {
         "data": {"n_tiles": 48, "tile_size": 128, "image_size": 64},
@@ -35,7 +37,7 @@ PRESETS: dict[str, dict[str, dict]] = {
 }
 
 
-class UnknownPresetError(ValueError):
+class UnknownPresetError(UserError, ValueError):
     pass
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from .scio import Item
 from .scio.errors import ERROR_KINDS, clause_true, corrupt, inject_errors, wrong_labels  # noqa: F401 (re-exported)
+from .scio.screening import F1_TIE, f1_sweep
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
@@ -55,13 +56,12 @@ def capfilt_flags(whole_itm: list[float], threshold: float, items: list[Item]) -
     return [[p < threshold] * len(it.clauses) for p, it in zip(whole_itm, items)]
 
 
-def _capfilt_threshold(itm: np.ndarray, items: list[Item], wrong: list[list[bool]]) -> float:
-    """The whole-view ITM threshold that maximises clause-level F1 on held-out items."""
-    best = (-1.0, 0.0)
-    for t in np.unique(itm):
-        m = screening_metrics(items, capfilt_flags(list(itm), t + 1e-9, items), wrong)["all"]["f1"]
-        best = max(best, (m, float(t) + 1e-9))
-    return best[1]
+def capfilt_threshold(itm: np.ndarray, items: list[Item], wrong: list[list[bool]]) -> float:
+    """The whole-view ITM threshold that maximises clause-level F1 on held-out items (a view below it is flagged
+    whole; among tied F1 the highest threshold, which flags the most)."""
+    score = -np.repeat(np.asarray(itm, dtype=float), [len(it.clauses) for it in items])  # flag: -itm >= -t
+    f1, thresholds = f1_sweep(score, np.concatenate([np.asarray(w, dtype=bool) for w in wrong]))
+    return -float(thresholds[np.flatnonzero(f1 >= f1.max() - F1_TIE)[0]]) + 1e-9
 
 
 def run_harness(shard_dir, captions, out_dir, preset: str = "smoke", seed: int = 0, rate: float = 0.5, cfg=None,
@@ -96,7 +96,7 @@ def run_harness(shard_dir, captions, out_dir, preset: str = "smoke", seed: int =
         random_.update(reconstruction_metrics(items, reconstruct(model, data.images, shuffled, screener,
                                                                  *scores, cfg.top_k, cfg.margin), data.facts))
         whole = lambda its: agreement(model, data.images, [i.row for i in its], [i.text() for i in its])[1]  # noqa: E731
-        threshold = _capfilt_threshold(whole(data.heldout), data.heldout, wrong_heldout)
+        threshold = capfilt_threshold(whole(data.heldout), data.heldout, wrong_heldout)
         cf_flags = capfilt_flags(list(whole(items)), threshold, items)
         capfilt = {**screening_metrics(items, cf_flags, wrong), "restored": 0.0, "damaged": 0.0,
                    "dropped_true": float(np.mean([f and not w for fs, ws in zip(cf_flags, wrong) for f, w in zip(fs, ws)]))}

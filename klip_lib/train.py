@@ -29,8 +29,10 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from . import dist
+from .errors import UserError, one_line, user_errors
 from .files import write_json_atomic
 from .model import KlipConfig, KlipModel, scene_ids_tensor
+from .weights import CheckpointError, torch_load
 
 # objective name -> the model losses it trains ("klip" adds SCIO's screening rounds on top: klip_lib.scio)
 OBJECTIVES: dict[str, tuple[str, ...]] = {
@@ -43,7 +45,7 @@ METRICS_CSV = "metrics.csv"
 RESULT = "result.json"  # what a finished pretraining measured (read_result)
 
 
-class TrainError(RuntimeError):
+class TrainError(UserError, RuntimeError):
     """A problem with the training inputs or the checkpoint, with what to do about it."""
 
 
@@ -172,8 +174,13 @@ def pick_device(name: str) -> torch.device:
 
 # checkpoints --------------------------------------------------------------------------------------
 def rng_state(generator: torch.Generator) -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-             "generator": generator.get_state()}
+    """Every RNG the loop draws from, as tensors, lists and numbers: what torch.load(weights_only=True) reads."""
+    numpy = np.random.get_state(legacy=False)
+    version, keys, gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(), "generator": generator.get_state(),
+             "numpy": {"keys": numpy["state"]["key"].tolist(), "pos": int(numpy["state"]["pos"]),
+                       "has_gauss": int(numpy["has_gauss"]), "gauss": float(numpy["gauss"])},
+             "python": [version, list(keys), gauss]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -181,8 +188,11 @@ def rng_state(generator: torch.Generator) -> dict:
 
 def set_rng_state(state: dict, generator: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    numpy = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937", "has_gauss": numpy["has_gauss"], "gauss": numpy["gauss"],
+                         "state": {"key": np.array(numpy["keys"], dtype=np.uint32), "pos": numpy["pos"]}})
+    version, keys, gauss = state["python"]
+    random.setstate((version, tuple(keys), gauss))
     generator.set_state(state["generator"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -200,10 +210,14 @@ def save_checkpoint(path: Path, payload: dict) -> None:
                          f"{'is intact' if path.exists() else 'does not exist'}. Free space and resume.") from e
 
 
-def load_checkpoint(path: Path, model_config: KlipConfig, train_config: TrainConfig) -> dict:
-    """Load a checkpoint written by this module; a model config that differs names the fields."""
+def load_checkpoint(path: Path, model_config: KlipConfig, train_config: TrainConfig,
+                    allow_pickle: bool = False) -> dict:
+    """Load a checkpoint written by this module (weights_only=True: tensors, lists and numbers; one that needs
+    unpickling, as older versions wrote, only with `allow_pickle`); a model config that differs names the fields."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG states hold numpy arrays
+        ckpt = torch_load(path, allow_pickle, how="pass --allow-pickle (allow_pickle=True), or --fresh to start over")
+    except CheckpointError as e:
+        raise TrainError(str(e)) from None
     except Exception as e:
         raise TrainError(f"{path}: not a readable checkpoint ({e}); delete it to start over") from e
     saved = ckpt["model_config"]
@@ -232,8 +246,10 @@ class TrainResult:
 
 
 def pretrain(shard_dir, out_dir, model_config: KlipConfig, cfg: TrainConfig, captions=None, resume: bool = True,
-             stop_after: int | None = None, model: KlipModel | None = None, progress: bool = True) -> TrainResult:
-    """Train on the shards' training split into `out_dir`; continue from its checkpoint when `resume`.
+             stop_after: int | None = None, model: KlipModel | None = None, progress: bool = True,
+             allow_pickle: bool = False) -> TrainResult:
+    """Train on the shards' training split into `out_dir`; continue from its checkpoint when `resume` (one that
+    needs unpickling only with `allow_pickle`: see load_checkpoint).
 
     `stop_after` ends this call after that many steps in all (to simulate an interruption in tests).
     `model` trains a given model (SCIO continues training on proofread captions) instead of a new one.
@@ -257,7 +273,7 @@ def pretrain(shard_dir, out_dir, model_config: KlipConfig, cfg: TrainConfig, cap
     step, first = 0, {}
     ckpt_path = out_dir / CHECKPOINT
     if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, model_config, cfg)
+        ckpt = load_checkpoint(ckpt_path, model_config, cfg, allow_pickle)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -412,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-config", help="JSON file of KlipConfig fields replacing the preset's model section")
     p.add_argument("--captions", help="captions JSONL (default: the facts' fallback sentences)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="resume from a checkpoint that needs unpickling (older versions wrote them; runs its code)")
     for f in dataclasses.fields(TrainConfig):
         kind = type(f.default)
         parse = (lambda v: v.lower() in ("1", "true", "yes")) if kind is bool else kind
@@ -430,9 +448,10 @@ def main(argv: list[str] | None = None) -> int:
         model_config, cfg = configs_for(args.preset, **overrides)
         if args.model_config:
             model_config = KlipConfig.from_dict(json.loads(Path(args.model_config).read_text()), args.model_config)
-        result = pretrain(args.shards, args.out, model_config, cfg, captions=args.captions, resume=not args.fresh)
-    except TrainError as e:
-        print(f"klip train: {e}", file=sys.stderr)
+        result = pretrain(args.shards, args.out, model_config, cfg, captions=args.captions, resume=not args.fresh,
+                          allow_pickle=args.allow_pickle)
+    except user_errors() as e:  # a missing or foreign input, a bad value: one line, no traceback
+        print(f"klip train: {one_line(e)}", file=sys.stderr)
         return 2
     finally:
         if torch.distributed.is_initialized():

@@ -13,6 +13,8 @@ import time
 
 import torch
 
+from .errors import positive_int
+
 # dense bf16 peak FLOP/s by device name fragment (NVIDIA datasheets, without sparsity)
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
 
@@ -20,11 +22,11 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="gpu", help="model/train preset (default gpu)")
     parser.add_argument("--device", default="auto", help="auto, cuda or cpu")
-    parser.add_argument("--batch-size", type=int, help="per-step batch (default: the preset's)")
-    parser.add_argument("--image-size", type=int, help="override the preset's image size (e.g. a small CPU check)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps (at least 20 for a reported figure)")
+    parser.add_argument("--batch-size", type=positive_int, help="per-step batch (default: the preset's)")
+    parser.add_argument("--image-size", type=positive_int, help="override the preset's image size (e.g. a small CPU check)")
+    parser.add_argument("--steps", type=positive_int, default=20, help="timed steps (at least 20 for a reported figure)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
-    parser.add_argument("--objective", default="itc+itm+mlm", help="itc or itc+itm+mlm")
+    parser.add_argument("--objective", default="itc+itm+mlm", choices=("itc", "itc+itm+mlm"), help="itc or itc+itm+mlm")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--peak-tflops", type=float, help="device peak bf16 TFLOP/s (default: known GPUs)")
 

@@ -116,7 +116,7 @@ class FakeChatServer:
     """A local OpenAI-compatible /v1/chat/completions server.
 
     `script` is a list of behaviours taken one per request (then `default` forever): "ok" (answer with
-    `answer(prompt)`), "500", "timeout" (sleep past the client's timeout), "badjson" (a body that is not
+    `answer(prompt)`), "500", "401" (an OpenAI-style error), "timeout" (sleep past the client's timeout), "badjson" (a body that is not
     JSON), "drop" (close the connection without a response), "garbage" (valid response whose message is not
     a caption JSON). Every answer waits `latency_s` first. Every request's headers and body are kept in
     `requests`.
@@ -145,6 +145,8 @@ class FakeChatServer:
                 time.sleep(server.delay_s if action == "timeout" else server.latency_s)
                 if action == "500":
                     return self._send(500, b'{"error": {"message": "internal error"}}')
+                if action == "401":
+                    return self._send(401, b'{"error": {"message": "invalid api key"}}')
                 if action == "badjson":
                     return self._send(200, b'{"choices": [ this is not json')
                 content = "Sure! here is a caption" if action == "garbage" else \

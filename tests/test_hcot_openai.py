@@ -53,6 +53,23 @@ def test_transient_failures_are_retried(failure):
     assert out == [GOOD] and len(server.requests) == 3
 
 
+def test_retries_back_off_exponentially(monkeypatch):
+    import time
+
+    waits, sleep = [], time.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: waits.append(s) or sleep(s))
+    with FakeChatServer(answer, script=["500", "timeout"]) as server:
+        out = backend(server, backoff_s=0.05).draft([Job(random_facts(1))])
+    assert out == [GOOD] and [w for w in waits if w in (0.05, 0.1)] == [0.05, 0.1]
+
+
+def test_client_errors_are_not_retried():
+    with FakeChatServer(answer, default="401") as server:
+        [out] = backend(server).draft([Job(random_facts(1))])
+    assert isinstance(out, BackendError) and len(server.requests) == 1
+    assert "HTTP 401" in str(out) and "invalid api key" in str(out) and "--base-url" in str(out)
+
+
 @pytest.mark.parametrize("failure, message", [("500", "HTTP 500"), ("timeout", "Timeout"),
                                               ("badjson", "malformed response body"), ("drop", "Error")])
 def test_persistent_failures_are_recorded_as_failed(failure, message):

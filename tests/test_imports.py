@@ -12,7 +12,7 @@ PACKAGE = Path(klip_lib.__file__).resolve().parent
 
 # lowest first; a module's layer is that of its first name below klip_lib
 LAYERS: list[tuple[str, ...]] = [
-    ("paths", "vocab", "presets", "dist", "files", "determinism", "viz", "vendor"),  # foundations
+    ("paths", "vocab", "presets", "dist", "files", "determinism", "viz", "vendor", "errors", "weights"),  # base
     ("data",),  # simulator, GeoTIFF I/O, index, datasets
     ("hcot",),  # knowledge chain and captions
     ("encoders", "losses", "model"),  # the model

@@ -138,15 +138,15 @@ def test_save_and_load_round_trip_outputs_exactly(tmp_path):
     assert int(loaded.queue_filled) == 8
 
 
-def test_pickle_checkpoint_is_refused_unless_allowed(tmp_path):
+def test_torch_checkpoint_of_tensors_loads_without_unpickling(tmp_path, recwarn):
+    """A .pt of tensors loads with weights_only=True (tests/test_safe_loading.py: one needing unpickling)."""
     model = tiny_model().eval()
     model.save_pretrained(tmp_path)
     (tmp_path / "model.safetensors").unlink()
     torch.save(model.state_dict(), tmp_path / "model.pt")
-    with pytest.raises(CheckpointError, match=r"model\.pt: refusing to load a pickle.*allow_pickle=True"):
-        KlipModel.from_pretrained(tmp_path)
-    loaded = KlipModel.from_pretrained(tmp_path, allow_pickle=True)
+    loaded = KlipModel.from_pretrained(tmp_path)
     assert torch.equal(loaded.vision_proj.weight, model.vision_proj.weight)
+    assert not [w for w in recwarn if "unpickl" in str(w.message)]
 
 
 def test_config_weights_mismatch_names_the_tensors(tmp_path):
@@ -196,9 +196,9 @@ def test_image_encoder_loads_a_local_rgb_weights_file_for_two_channels(tmp_path)
     model = KlipModel(tiny_config(image_weights=str(tmp_path / "vit.safetensors")))
     assert model.visual.patch_embed.proj.weight.shape[1] == 2
     assert torch.equal(model.visual.blocks[0].attn.qkv.weight, rgb.blocks[0].attn.qkv.weight)
-    torch.save(rgb.state_dict(), tmp_path / "vit.pth")
-    with pytest.raises(CheckpointError, match="refusing to load a pickle"):
-        KlipModel(tiny_config(image_weights=str(tmp_path / "vit.pth")))
+    torch.save({"state_dict": rgb.state_dict()}, tmp_path / "vit.pth")  # tensors: loads with weights_only=True
+    model = KlipModel(tiny_config(image_weights=str(tmp_path / "vit.pth")))
+    assert torch.equal(model.visual.blocks[0].attn.qkv.weight, rgb.blocks[0].attn.qkv.weight)
 
 
 def test_presets_build_valid_configs():

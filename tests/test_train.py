@@ -34,7 +34,7 @@ def tiny_train(**changes) -> train.TrainConfig:
 
 
 def state(out_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(out_dir / train.CHECKPOINT, weights_only=False)["model"]
+    return torch.load(out_dir / train.CHECKPOINT, weights_only=True)["model"]
 
 
 def test_interrupted_and_resumed_run_ends_bit_for_bit_equal(shards, tmp_path):
@@ -168,7 +168,7 @@ determinism.configure()  # KLIP_DETERMINISTIC=1: deterministic algorithms
 torch.set_num_threads(2)
 config, cfg = train.configs_for("smoke", steps=3, checkpoint_every=3)  # the tiny model is too small to show it
 result = train.pretrain(sys.argv[1], sys.argv[2], config, cfg, captions=sys.argv[3], resume=False, progress=False)
-state = torch.load(result.out_dir / train.CHECKPOINT, weights_only=False)["model"]
+state = torch.load(result.out_dir / train.CHECKPOINT, weights_only=True)["model"]
 print(hashlib.sha256(b"".join(v.numpy().tobytes() for _, v in sorted(state.items()))).hexdigest())
 """
 

@@ -7,11 +7,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..errors import positive_int
+
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tiles", type=int, default=64, help="tiles to simulate and read (default 64)")
-    parser.add_argument("--size", type=int, default=256, help="tile size in pixels (default 256)")
-    parser.add_argument("--image-size", type=int, default=224, help="model image size for reads (default 224)")
+    parser.add_argument("--tiles", type=positive_int, default=64, help="tiles to simulate and read (default 64)")
+    parser.add_argument("--size", type=positive_int, default=256, help="tile size in pixels (default 256)")
+    parser.add_argument("--image-size", type=positive_int, default=224, help="model image size for reads (default 224)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import positive_int
 from .platforms import PLATFORMS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tiles", type=int, default=48, help="number of tiles (default 48)")
+    parser.add_argument("--tiles", type=positive_int, default=48, help="number of tiles (default 48)")
     parser.add_argument("--out", required=True, help="output folder (tiles/, labels/, index.parquet)")
     parser.add_argument("--platforms", nargs="+", default=list(PLATFORMS), choices=list(PLATFORMS), help="platform profiles")
     parser.add_argument("--cities", nargs="+", default=[], help="gazetteer cities to use (default: all)")
-    parser.add_argument("--size", type=int, default=256, help="tile size in pixels (default 256)")
+    parser.add_argument("--size", type=positive_int, default=256, help="tile size in pixels (default 256)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 

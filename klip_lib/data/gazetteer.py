@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class City:
@@ -77,7 +79,7 @@ def get_city(name: str) -> City:
         return CITY_BY_NAME[name.strip().lower()]
     except KeyError:
         known = ", ".join(c.name for c in CITIES)
-        raise ValueError(f"unknown city {name!r}: choose from {known}") from None
+        raise InputError(f"unknown city {name!r}: choose from {known}") from None
 
 
 def utm_epsg(lon: float, lat: float) -> int:

@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..errors import InputError
+
 INDEX_COLUMNS: tuple[str, ...] = (
     "tile_id", "path", "geometry", "crs", "city", "country", "platform", "band", "polarizations",
     "resolution_m", "incidence_deg", "width", "height", "split", "scene_id", "landcover_path", "facts_path",
@@ -38,14 +40,23 @@ def write_index(rows: list[dict], path: str | os.PathLike) -> Path:
     return path
 
 
-def read_index(path: str | os.PathLike):
-    """Read an index as a GeoDataFrame (geometry in EPSG:4326; empty footprints are None)."""
-    import geopandas as gpd
-
+def read_index(path: str | os.PathLike, columns: list[str] | None = None):
+    """Read an index as a GeoDataFrame (geometry in EPSG:4326; empty footprints are None); with `columns`, only
+    those, as a pandas DataFrame (no geo stack needed). A missing or unreadable file raises naming it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no index at {path}: run `klip simulate --out {path.parent}` or import a folder first")
-    return gpd.read_parquet(path)
+        raise FileNotFoundError(f"{path}: no such index; run `klip simulate --out {path.parent}` or import a folder first")
+    try:
+        if columns is not None:
+            import pandas as pd
+
+            return pd.read_parquet(path, columns=columns)
+        import geopandas as gpd
+
+        return gpd.read_parquet(path)
+    except Exception as e:  # pyarrow's errors do not name the file
+        raise InputError(f"{path}: not a readable index ({type(e).__name__}: {e}); give the index.parquet that "
+                         "`klip simulate` or the importer wrote") from None
 
 
 def tile_path(index_path: str | os.PathLike, relative: str) -> Path:

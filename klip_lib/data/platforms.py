@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class Platform:
@@ -34,5 +36,5 @@ CROSS_POLS = ("VH", "HV")
 def get_platform(name: str) -> Platform:
     """The profile called `name`; an unknown name raises with the known ones."""
     if name not in PLATFORMS:
-        raise ValueError(f"unknown platform {name!r}: choose from {', '.join(PLATFORMS)}")
+        raise InputError(f"unknown platform {name!r}: choose from {', '.join(PLATFORMS)}")
     return PLATFORMS[name]

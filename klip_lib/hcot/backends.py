@@ -6,7 +6,8 @@
   `{"<dimension>": "<sentence start>` and stops at the closing quote; a value that does not close within
   `max_new_tokens` becomes null, so it counts as missing and L5 rewrites it).
 - `openai`: any OpenAI-compatible chat-completions server (vLLM, llama.cpp, Ollama) through httpx: the API key
-  only from an environment variable, concurrent requests, timeouts, retries with exponential backoff.
+  only from an environment variable, concurrent requests, timeouts, retries with exponential backoff
+  (tenacity) of timeouts, dropped connections, HTTP 429/5xx and malformed bodies; other HTTP errors fail at once.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import importlib.util
 import json
 import os
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InputError, UserError
 from ..vocab import CAPTION_DIMENSIONS
 from .prompts import HINTS, messages
 from .realise import realise
@@ -38,8 +39,12 @@ class Job:
     attempt: int = 0  # 0 for the first try; retries sample instead of decoding greedily
 
 
-class BackendError(RuntimeError):
+class BackendError(UserError, RuntimeError):
     """A backend that cannot answer (server unreachable after retries, HTTP error, missing model)."""
+
+
+class Transient(Exception):
+    """A failed request worth asking again (timeout, dropped connection, HTTP 429/5xx, malformed body)."""
 
 
 class TemplateBackend:
@@ -148,34 +153,42 @@ class OpenAIBackend:
                                    limits=httpx.Limits(max_connections=concurrency))
 
     def _ask(self, job: Job) -> str:
+        """The answer's text. A timeout, a refused or dropped connection, HTTP 429 or 5xx and a malformed response
+        body are asked again, `retries` times, after backoff_s, 2 x backoff_s, 4 x backoff_s, ... seconds
+        (tenacity); then, and at once on any other HTTP error, BackendError."""
+        import tenacity
+
         body = {"model": self.model, "messages": messages(job.levels), "max_tokens": self.max_tokens,
                 "temperature": 0.7 if job.attempt else 0.0, "seed": job.seed + job.attempt}
         if self.json_mode:
             body["response_format"] = {"type": "json_object"}
-        problem = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                r = self.client.post("/chat/completions", json=body)
-            except self.httpx.TransportError as e:  # timeouts, refused and dropped connections
-                problem = f"{type(e).__name__}: {e}"
-                continue
-            if r.status_code == 429 or r.status_code >= 500:
-                problem = f"HTTP {r.status_code} from {r.url}"
-                continue
-            if r.status_code != 200:
-                hint = "" if r.status_code == 400 else " (check --base-url, --model and the API key variable)"
-                raise BackendError(f"HTTP {r.status_code} from {r.url}: {_error_message(r)}{hint}")
-            try:
-                reply = r.json()
-                content = reply["choices"][0]["message"]["content"] or ""
-            except (ValueError, KeyError, IndexError, TypeError):
-                problem = f"malformed response body from {r.url}: {r.text[:80]!r}"
-                continue
-            self._count(reply.get("usage"))
-            return content
-        raise BackendError(f"no answer after {self.retries + 1} tries: {problem}")
+        retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(self.retries + 1),
+                                     wait=tenacity.wait_exponential(multiplier=self.backoff_s),
+                                     retry=tenacity.retry_if_exception_type(Transient), reraise=True)
+        try:
+            content, usage = retrying(self._post, body)
+        except Transient as e:
+            raise BackendError(f"no answer after {self.retries + 1} tries: {e}") from None
+        self._count(usage)
+        return content
+
+    def _post(self, body: dict) -> tuple[str, dict | None]:
+        """One request: (the message content, the usage the server reports); Transient for a failure worth
+        asking again, BackendError for the others."""
+        try:
+            r = self.client.post("/chat/completions", json=body)
+        except self.httpx.TransportError as e:  # timeouts, refused and dropped connections
+            raise Transient(f"{type(e).__name__}: {e}") from None
+        if r.status_code == 429 or r.status_code >= 500:
+            raise Transient(f"HTTP {r.status_code} from {r.url}")
+        if r.status_code != 200:
+            hint = "" if r.status_code == 400 else " (check --base-url, --model and the API key variable)"
+            raise BackendError(f"HTTP {r.status_code} from {r.url}: {_error_message(r)}{hint}")
+        try:
+            reply = r.json()
+            return reply["choices"][0]["message"]["content"] or "", reply.get("usage")
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise Transient(f"malformed response body from {r.url}: {r.text[:80]!r}") from None
 
     def _count(self, usage) -> None:
         if isinstance(usage, dict):
@@ -213,4 +226,4 @@ def make_backend(name: str, **options):
         return TransformersBackend(**options)
     if name == "openai":
         return OpenAIBackend(**options)
-    raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    raise InputError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")

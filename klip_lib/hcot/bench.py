@@ -14,6 +14,7 @@ import contextlib
 import tempfile
 import time
 
+from ..errors import InputError, positive_float, positive_int
 from .backends import OpenAIBackend, TemplateBackend
 from .generate import CaptionConfig, caption_batch, load_index_facts
 
@@ -23,19 +24,19 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", default="", help="index.parquet to caption (default: the smoke dataset of "
                         "reports/bench, simulated when missing)")
     parser.add_argument("--backend", choices=("template", "openai"), default="template")
-    parser.add_argument("--captions", type=int, default=2000,
+    parser.add_argument("--captions", type=positive_int, default=2000,
                         help="template: captions to make (tiles repeat with new seeds)")
     parser.add_argument("--level", choices=("L0", "L4", "L5"), default="L5",
                         help="HCoT level (the template backend runs at L4 or L5)")
-    parser.add_argument("--tiles", type=int, default=8, help="openai: tiles captioned at each concurrency level")
+    parser.add_argument("--tiles", type=positive_int, default=8, help="openai: tiles captioned at each concurrency level")
     parser.add_argument("--concurrency", default="1,2,4", help="openai: comma-separated requests in flight")
     parser.add_argument("--base-url", default="", help="openai: server URL, e.g. http://localhost:8000/v1")
     parser.add_argument("--model", default="", help="openai: served model name (--serve: smollm2)")
     parser.add_argument("--serve", action="store_true",
                         help="openai: start the local llama.cpp server (SmolLM2-135M) for the benchmark")
-    parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens,
+    parser.add_argument("--max-new-tokens", type=positive_int, default=d.max_new_tokens,
                         help="openai: the answer may use 25x this many tokens")
-    parser.add_argument("--timeout", type=float, default=300.0, help="openai: seconds per request")
+    parser.add_argument("--timeout", type=positive_float, default=300.0, help="openai: seconds per request")
     parser.add_argument("--json-mode", action=argparse.BooleanOptionalAction, default=d.json_mode,
                         help="openai: ask for response_format json_object (--no-json-mode: plain prompting)")
     parser.add_argument("--retries", type=int, default=d.retries,
@@ -56,13 +57,11 @@ def bench(args: argparse.Namespace) -> int:
                                  progress=False)
     facts, _ = load_index_facts(index)
     if not facts:
-        print(f"klip bench caption: {index} has no tiles with facts to caption")
-        return 2
+        raise InputError(f"{index} has no tiles with facts to caption: give the index of a simulated dataset")
     if args.backend == "openai":
         return bench_openai(args, facts)
     if args.level == "L0":
-        print("klip bench caption: the template backend runs at L4 or L5")
-        return 2
+        raise InputError("the template backend runs at L4 or L5: give --level L4 or L5, or --backend openai")
     backend = TemplateBackend()
     made, seed = 0, 0
     start, cpu = time.perf_counter(), time.process_time()
@@ -78,20 +77,23 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def concurrency_levels(text: str) -> list[int]:
+    """'1,2,4' -> [1, 2, 4]; anything but positive integers raises InputError."""
+    try:
+        return [positive_int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        raise InputError(f"--concurrency {text!r}: give positive integers separated by commas, e.g. 1,2,4") from None
+
+
 def bench_openai(args: argparse.Namespace, facts: list[dict]) -> int:
     """Caption the first `--tiles` tiles once per concurrency level and print the rates."""
     from .evaluate import compare_levels
-    from .server import LlamaServer, ServerConfig, ServerError
+    from .server import LlamaServer, ServerConfig
 
-    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    levels = concurrency_levels(args.concurrency)
     if args.serve == bool(args.base_url):
-        print("klip bench caption --backend openai: give --base-url URL or --serve (not both)")
-        return 2
-    try:
-        server = LlamaServer(ServerConfig(n_threads=args.threads)) if args.serve else contextlib.nullcontext()
-    except ServerError as e:
-        print(f"klip bench caption: {e}")
-        return 2
+        raise InputError("--backend openai: give --base-url URL or --serve (not both)")
+    server = LlamaServer(ServerConfig(n_threads=args.threads)) if args.serve else contextlib.nullcontext()
     tiles = facts[: args.tiles]
     with server:
         base_url = server.base_url if args.serve else args.base_url

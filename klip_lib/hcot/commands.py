@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import positive_float, positive_int
 from .backends import BACKENDS
 from .generate import CaptionConfig, generate_captions
 from .schema import LEVELS
@@ -20,10 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", default=d.base_url, help="openai: server URL, e.g. http://localhost:8000/v1")
     parser.add_argument("--api-key-env", default=d.api_key_env,
                         help="openai: environment variable holding the API key (the key itself is never a flag)")
-    parser.add_argument("--concurrency", type=int, default=d.concurrency, help="openai: requests in flight")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="tiles per backend call")
-    parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="LLM tokens per dimension")
-    parser.add_argument("--timeout", type=float, default=d.timeout_s, help="openai: seconds per request")
+    parser.add_argument("--concurrency", type=positive_int, default=d.concurrency, help="openai: requests in flight")
+    parser.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="tiles per backend call")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=d.max_new_tokens, help="LLM tokens per dimension")
+    parser.add_argument("--timeout", type=positive_float, default=d.timeout_s, help="openai: seconds per request")
     parser.add_argument("--json-mode", action=argparse.BooleanOptionalAction, default=d.json_mode,
                         help="openai: ask the server for a JSON object (response_format); --no-json-mode prompts "
                              "plainly (no grammar-constrained decoding), the answer is validated either way")

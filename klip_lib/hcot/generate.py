@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..errors import InputError
 from .backends import Job, make_backend
 from .chain import build_chain, level5_calibrate
 from .factcheck import check_caption
@@ -56,9 +57,9 @@ def caption_batch(facts_list: list[dict], backend, level: str = "L5", seed: int 
     `calibration`) and lower levels record it as failed. A backend error is recorded as failed.
     """
     if level not in LEVELS:
-        raise ValueError(f"unknown level {level!r}: choose one of {', '.join(LEVELS)}")
+        raise InputError(f"unknown level {level!r}: choose one of {', '.join(LEVELS)}")
     if backend.name == "template" and level not in ("L4", "L5"):
-        raise ValueError(f"the template backend writes the facts of L1..L4, so it runs at L4 or L5, not {level}")
+        raise InputError(f"the template backend writes the facts of L1..L4, so it runs at L4 or L5, not {level}")
     jobs = [Job(f, build_chain(f, level), seed) for f in facts_list]
     answers: list = [None] * len(jobs)
     pending = list(range(len(jobs)))
@@ -117,7 +118,7 @@ def read_captions(path: str | os.PathLike, repair: bool = True) -> list[dict]:
             records.append(json.loads(line))
         except json.JSONDecodeError:
             if i < len(lines) - 1:
-                raise ValueError(f"{path}: line {i + 1} is not valid JSON; fix or delete that line and rerun") from None
+                raise InputError(f"{path}: line {i + 1} is not valid JSON; fix or delete that line and rerun") from None
             if repair:  # the torn last line: cut it off
                 with open(path, "r+b") as f:
                     f.truncate(len(data) - len(line))
@@ -153,12 +154,10 @@ class CaptionWriter:
 
 def load_index_facts(index: str | os.PathLike) -> tuple[list[dict], list[str]]:
     """The facts records an index points to, and the tile ids it has without facts (these are not captioned)."""
-    import pandas as pd
+    from ..data.index import read_index
 
     index = Path(index)
-    if not index.exists():
-        raise FileNotFoundError(f"{index}: no such index; build one with `klip simulate --out DIR`")
-    df = pd.read_parquet(index, columns=["tile_id", "facts_path"])
+    df = read_index(index, ["tile_id", "facts_path"])
     facts, skipped = [], []
     for tile_id, facts_path in zip(df["tile_id"], df["facts_path"]):
         if not facts_path:

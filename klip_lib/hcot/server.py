@@ -18,11 +18,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
+
 SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "pydantic_settings", "starlette_context")
 INSTALL_HINT = "run `bash .ci/llm-server-deps.sh` (builds llama-cpp-python into .venv; minutes on 2 cores)"
 
 
-class ServerError(RuntimeError):
+class ServerError(UserError, RuntimeError):
     """The llama.cpp server is not installed, did not start, or died while starting."""
 
 

@@ -146,13 +146,38 @@ def clause_features(model: KlipModel, images: torch.Tensor, items: list[Item],
 FEATURES = SCORES + ("surprise",)
 
 
-def _auc(score: np.ndarray, label: np.ndarray) -> float:
-    """Area under the ROC curve (ties counted half), 0.5 without both classes."""
-    pos, neg = score[label], score[~label]
-    if not len(pos) or not len(neg):
+def unit_ranks(score: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    """Scores as their dense ranks scaled into [0, 1] (same order, same ties), and the distinct scores by rank.
+    torchmetrics reads scores outside [0, 1] as logits and applies a sigmoid, which can merge large ones."""
+    values, rank = np.unique(score, return_inverse=True)
+    return torch.from_numpy(rank / max(len(values) - 1, 1)), values
+
+
+def auc(score: np.ndarray, label: np.ndarray) -> float:
+    """Area under the ROC curve (torchmetrics: tied scores count half), 0.5 without both classes."""
+    from torchmetrics.functional.classification import binary_auroc
+
+    if label.all() or not label.any():
         return 0.5
-    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
-                 / (len(pos) * len(neg)))
+    return float(binary_auroc(unit_ranks(score)[0], torch.from_numpy(label).long()))
+
+
+F1_TIE = 1e-6
+"""F1 values this close to the best count as tied (torchmetrics computes precision and recall in float32)."""
+
+
+def f1_sweep(score: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(F1, threshold) of flagging `score >= threshold`, for each distinct score as threshold, ascending: from
+    torchmetrics' precision-recall curve."""
+    from torchmetrics.functional.classification import binary_precision_recall_curve
+
+    ranks, values = unit_ranks(score)
+    if not label.any():
+        return np.zeros(len(values)), values
+    precision, recall, thresholds = binary_precision_recall_curve(ranks, torch.from_numpy(label).long())
+    p, r = precision[:-1].double().numpy(), recall[:-1].double().numpy()
+    f1 = np.divide(2 * p * r, p + r, out=np.zeros_like(p), where=p + r > 0)
+    return f1, values[np.rint(thresholds.double().numpy() * max(len(values) - 1, 1)).astype(int)]
 
 
 MIN_WEIGHT = 0.1
@@ -202,22 +227,18 @@ class Screener:
         for f in FEATURES:
             x = np.concatenate([ft[f] for ft in feats])
             z = np.array([(v - stats[(d, f)][0]) / stats[(d, f)][1] for v, d in zip(x, dims)])
-            w = 2 * _auc(z, y) - 1
+            w = 2 * auc(z, y) - 1
             weights[f] = w if w >= MIN_WEIGHT else 0.0
         if not any(weights.values()):
             weights["itm_gain"] = 1.0  # no feature separates the held-out errors: screen by ITM as SCIO states
         screener = cls(weights, 0.0, stats)
         s = np.concatenate(screener.scores(items, feats, restandardise=False))
-        best = (-1.0, float(s.max()) + 1)
-        for t in np.unique(s):
-            flag = s >= t
-            tp, fp, fn = (flag & y).sum(), (flag & ~y).sum(), (~flag & y).sum()
-            f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-            best = max(best, (f1, float(t) - 1e-9))
+        f1, thresholds = f1_sweep(s, y)
+        best = float(thresholds[np.flatnonzero(f1 >= f1.max() - F1_TIE)[-1]]) - 1e-9  # ties: the fewest flags
         # F1-optimal on the held-out errors; with `max_false_flags`, flagging at most that share of its true clauses
         # (the corpus may hold far fewer errors than the calibration set, and each flag removes text from training)
         cap = float(np.quantile(s[~y], 1 - max_false_flags)) if max_false_flags is not None and (~y).any() else -np.inf
-        screener.threshold = max(best[1], cap)
+        screener.threshold = max(best, cap)
         return screener
 
     def used(self) -> tuple[str, ...]:

@@ -2,6 +2,11 @@
 of RemoteCLIP, GeoRSCLIP, SkyCLIP, SARCLIP), timm ViT backbones (MAE, MoCo v3, DINO) and Hugging Face BLIP
 retrieval checkpoints. Nothing is downloaded; a model that cannot be loaded is reported with the reason.
 
+Weights load safely (klip_lib.weights): safetensors, or torch files (.pt, .pth, .bin) that torch.load reads with
+weights_only=True. A torch file that needs full unpickling (it holds Python objects besides tensors, and
+unpickling runs any code they carry) is not provided unless its entry says the file is trusted, with `+pickle`
+after the kind: `moco=timm+pickle:vit_base_patch16_224@/m/moco.pth`; it then loads with a warning naming the file.
+
 Every adapter exposes what the tasks use: `visual` (timm ViT interface: `patch_embed.grid_size`,
 `patch_embed.patch_size`, `forward_features`, `num_prefix_tokens`, `forward_head`, `num_features`) taking the
 tasks' [B, C, S, S] normalised-dB SAR images, and `has_text` / `has_itm` saying whether `encode_image`,
@@ -28,6 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..weights import CheckpointError, pickle_files, weights_only_for
+
 KINDS = ("openclip", "timm", "hf-blip")
 OPENCLIP_CONFIG = "open_clip_config.json"
 TIMM_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
@@ -45,10 +52,20 @@ class ExternalSpec:
     kind: str  # one of KINDS
     path: str  # the folder or file as given
     arch: str = ""  # architecture named as ARCH@FILE (openclip, timm); empty when the folder names it
+    allow_pickle: bool = False  # kind+pickle: the files are trusted, unpickle them if they need it
+
+    def weights_only(self, files: Path | list[Path]) -> bool:
+        """weights_only for the library that loads `files`; NotProvided when one needs unpickling without +pickle."""
+        how = f"write its kind as {self.kind}+pickle ({self.name}={self.kind}+pickle:...)"
+        try:
+            return weights_only_for(files, self.allow_pickle, how)
+        except CheckpointError as e:
+            raise NotProvided(str(e)) from None
 
 
 def parse_external(text: str) -> list[ExternalSpec]:
-    """'remoteclip=openclip:ViT-B-32@/m/RemoteCLIP.pt, mae=timm:/m/mae' -> specs; a malformed entry raises."""
+    """'remoteclip=openclip:ViT-B-32@/m/RemoteCLIP.pt, mae=timm:/m/mae' -> specs; a malformed entry raises.
+    A kind written kind+pickle (timm+pickle:...) trusts the entry's files to be unpickled."""
     specs = []
     for entry in (e.strip() for e in text.split(",")):
         if not entry:
@@ -60,7 +77,10 @@ def parse_external(text: str) -> list[ExternalSpec]:
                              " (timm and openclip also take name=kind:ARCH@FILE)")
         arch, at, path = location.strip().partition("@")
         arch, path = (arch, path) if at else ("", arch)
-        specs.append(ExternalSpec(name.strip(), kind.strip(), path.strip(), arch.strip()))
+        kind, plus, trust = kind.strip().partition("+")
+        if plus and trust != "pickle":
+            raise ValueError(f"external model entry {entry!r}: the only kind suffix is +pickle (trust the files)")
+        specs.append(ExternalSpec(name.strip(), kind, path.strip(), arch.strip(), bool(plus)))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"external model names must be unique: {names}")
@@ -235,13 +255,15 @@ def load_openclip(spec: ExternalSpec, sar_size: int, in_chans: int) -> OpenClipA
         if spec.arch not in open_clip.list_models():
             raise NotProvided(f"unknown open_clip architecture {spec.arch!r}: see open_clip.list_models()")
         name, kwargs = spec.arch, {"pretrained": str(path)}
+        weights_only = spec.weights_only(path)
     else:
         if not (path / OPENCLIP_CONFIG).is_file():
             raise NotProvided(f"folder {path} has no {OPENCLIP_CONFIG}: not an OpenCLIP checkpoint folder")
         if not [p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pth")]:
             raise NotProvided(f"folder {path} has no weights file (.safetensors, .bin, .pth)")
         name, kwargs = f"local-dir:{path}", {}
-    model = open_clip.create_model(name, pretrained_text=False, **kwargs)
+        weights_only = spec.weights_only(pickle_files(path))
+    model = open_clip.create_model(name, pretrained_text=False, weights_only=weights_only, **kwargs)
     return OpenClipAdapter(model, open_clip.get_tokenizer(name), sar_size, in_chans, str(path))
 
 
@@ -289,7 +311,7 @@ def load_timm(spec: ExternalSpec, sar_size: int, in_chans: int) -> ImageBackbone
     path = _checked_path(spec)
     _need_file(path, spec, "config.json and model.safetensors (timm's Hugging Face layout)")
     arch, kwargs, weights, classifier = _timm_source(spec, path)
-    state = encoder_state(load_state_dict(str(weights)), classifier)
+    state = encoder_state(load_state_dict(str(weights), weights_only=spec.weights_only(weights)), classifier)
     kwargs.update(in_chans=in_chans, img_size=sar_size, num_classes=0)
     visual = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"state_dict": state, "num_classes": 0},
                                **kwargs)
@@ -312,7 +334,8 @@ def load_hf_blip(spec: ExternalSpec, sar_size: int, in_chans: int) -> BlipAdapte
     if model_type != "blip":
         raise NotProvided(f"{config} has model_type {model_type!r}, not 'blip'")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    model, info = BlipForImageTextRetrieval.from_pretrained(str(path), local_files_only=True, output_loading_info=True)
+    model, info = BlipForImageTextRetrieval.from_pretrained(str(path), local_files_only=True, output_loading_info=True,
+                                                            weights_only=spec.weights_only(pickle_files(path)))
     if info["missing_keys"]:
         raise NotProvided(f"{path} lacks {len(info['missing_keys'])} tensors of BlipForImageTextRetrieval "
                           f"(e.g. {sorted(info['missing_keys'])[:3]}): give an ITM checkpoint such as blip-itm-base-coco")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import to_model_image
+from ..errors import UserError
 from .classification import Chips
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
@@ -26,7 +27,7 @@ HRSID_POLS = ["HH"]  # a single intensity channel; to_model_image puts it first 
 SEN1FLOODS11_NODATA = -1  # label value of unlabelled pixels (0 land, 1 water)
 
 
-class RealDataError(ValueError):
+class RealDataError(UserError, ValueError):
     """A real-data file or folder that cannot be scored; the message names it and says what to do."""
 
 
