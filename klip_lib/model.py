@@ -20,9 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from transformers import BertConfig
-from transformers.models.bert.modeling_bert import BertPredictionHeadTransform
 
 from . import dist
+from .attention import PredictionHeadTransform
 from .encoders import (
     WEIGHTS_NAME,
     CheckpointError,
@@ -116,7 +116,7 @@ def scene_ids_tensor(scene_ids: list[str], device: torch.device | str | None = N
 
 
 def _bert_config(config: KlipConfig) -> BertConfig:
-    """The transformers BertConfig of the text encoder (SDPA attention, bidirectional)."""
+    """The text encoder's sizes as a transformers BertConfig (a plain config object; the layers are ours)."""
     return BertConfig(
         vocab_size=config.vocab_size,
         hidden_size=config.text_hidden,
@@ -126,7 +126,6 @@ def _bert_config(config: KlipConfig) -> BertConfig:
         max_position_embeddings=config.text_positions,
         hidden_dropout_prob=config.text_dropout,
         attention_probs_dropout_prob=config.text_dropout,
-        attn_implementation="sdpa",
     )
 
 
@@ -172,7 +171,7 @@ class KlipModel(nn.Module):
         self.text_proj = nn.Linear(config.text_hidden, config.embed_dim)
         self.temp = nn.Parameter(torch.tensor(float(config.temp)))
         self.itm_head = nn.Linear(config.text_hidden, 2)
-        self.mlm_transform = BertPredictionHeadTransform(bert)  # decoder weights: the word embeddings (tied)
+        self.mlm_transform = PredictionHeadTransform(bert)  # decoder weights: the word embeddings (tied)
         self.mlm_bias = nn.Parameter(torch.zeros(config.vocab_size))
         for part in (self.text_encoder, self.fusion, self.itm_head, self.mlm_transform):
             init_bert_weights(part, bert.initializer_range)
@@ -200,7 +199,7 @@ class KlipModel(nn.Module):
         if config.text_init == "config":
             return _bert_config(config), {}
         folder = local_folder(config.text_init, "text_init checkpoint")
-        bert = BertConfig.from_pretrained(str(folder), local_files_only=True, attn_implementation="sdpa")
+        bert = BertConfig.from_pretrained(str(folder), local_files_only=True)
         bert.hidden_dropout_prob = bert.attention_probs_dropout_prob = config.text_dropout
         n_text = bert.num_hidden_layers - config.fusion_layers
         return bert, text_checkpoint_state(folder, n_text, allow_pickle)
@@ -229,7 +228,7 @@ class KlipModel(nn.Module):
         ]
 
     # encoders ------------------------------------------------------------------------------------
-    def _image(self, images: torch.Tensor, momentum: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def image_tokens(self, images: torch.Tensor, momentum: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(image tokens [B, N, W], normalised ITC feature [B, D]) of the online or momentum encoder."""
         visual, proj = (self.visual_m, self.vision_proj_m) if momentum else (self.visual, self.vision_proj)
         feats = visual.forward_features(images)
@@ -237,7 +236,7 @@ class KlipModel(nn.Module):
         tokens = feats.flatten(2).transpose(1, 2) if feats.ndim == 4 else feats
         return tokens, F.normalize(proj(pooled), dim=-1)
 
-    def _text(self, input_ids, attention_mask, momentum: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def text_tokens(self, input_ids, attention_mask, momentum: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(text token embeddings [B, L, H], normalised ITC feature [B, D] of the mean token) of the online or momentum encoder."""
         encoder, proj = (
             (self.text_encoder_m, self.text_proj_m) if momentum else (self.text_encoder, self.text_proj)
@@ -270,18 +269,18 @@ class KlipModel(nn.Module):
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised ITC image features [B, embed_dim]."""
-        return self._image(images)[1]
+        return self.image_tokens(images)[1]
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Normalised ITC text features [B, embed_dim]."""
-        return self._text(input_ids, attention_mask)[1]
+        return self.text_tokens(input_ids, attention_mask)[1]
 
     def itm_score(
         self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> torch.Tensor:
         """Probability [B] that caption i matches image i (ITM head over the fused [CLS])."""
-        image_embeds, _ = self._image(images)
-        text_embeds, _ = self._text(input_ids, attention_mask)
+        image_embeds, _ = self.image_tokens(images)
+        text_embeds, _ = self.text_tokens(input_ids, attention_mask)
         fused = self.fusion(text_embeds, attention_mask, image_embeds)
         return F.softmax(self.itm_head(fused[:, 0]).float(), dim=1)[:, 1]
 
@@ -296,11 +295,11 @@ class KlipModel(nn.Module):
         """Image-conditioned vocabulary logits [B, L, vocab] for (masked) captions.
 
         `select` (bool [B, L]) keeps only those positions ([n, vocab]: the vocabulary head is most of the
-        cost); `image_embeds` (image tokens from `_image`) skips the image encoder when already computed.
+        cost); `image_embeds` (image tokens from `image_tokens`) skips the image encoder when already computed.
         """
         if image_embeds is None:
-            image_embeds, _ = self._image(images)
-        text_embeds, _ = self._text(input_ids, attention_mask)
+            image_embeds, _ = self.image_tokens(images)
+        text_embeds, _ = self.text_tokens(input_ids, attention_mask)
         fused = self.fusion(text_embeds, attention_mask, image_embeds)
         return self._mlm_head(fused if select is None else fused[select])
 
@@ -352,8 +351,8 @@ class KlipModel(nn.Module):
         dist.check_equal_batches(images.shape[0], images.device)
         with torch.no_grad():
             self.temp.clamp_(0.001, 0.5)
-        image_embeds, image_feat = self._image(images)
-        text_embeds, text_feat = self._text(input_ids, attention_mask)
+        image_embeds, image_feat = self.image_tokens(images)
+        text_embeds, text_feat = self.text_tokens(input_ids, attention_mask)
         out: dict[str, torch.Tensor] = {}
         if "itc" in objectives:
             alpha = self.config.alpha if alpha is None else alpha
@@ -379,8 +378,8 @@ class KlipModel(nn.Module):
         with torch.no_grad():
             if self.training:
                 self.momentum_update()
-            _, image_feat_m = self._image(images, momentum=True)
-            _, text_feat_m = self._text(input_ids, attention_mask, momentum=True)
+            _, image_feat_m = self.image_tokens(images, momentum=True)
+            _, text_feat_m = self.text_tokens(input_ids, attention_mask, momentum=True)
             image_all, text_all = dist.all_gather(image_feat_m), dist.all_gather(text_feat_m)
             ids_all = dist.all_gather(scene_ids)
             filled = int(self.queue_filled)
@@ -427,7 +426,7 @@ class KlipModel(nn.Module):
 
     def _mlm(self, image_embeds, attention_mask, masked_ids, labels):
         """Image-conditioned MLM; the head runs on the selected tokens only."""
-        text_embeds, _ = self._text(masked_ids, attention_mask)
+        text_embeds, _ = self.text_tokens(masked_ids, attention_mask)
         fused = self.fusion(text_embeds, attention_mask, image_embeds)
         selected = labels != IGNORE_INDEX
         return mlm_loss(self._mlm_head(fused[selected]), labels[selected])
