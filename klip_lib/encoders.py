@@ -15,15 +15,8 @@ import timm
 import torch
 import torch.nn as nn
 from transformers import AutoTokenizer, BertConfig
-from transformers.masking_utils import create_bidirectional_mask
-from transformers.models.bert.modeling_bert import (
-    BertAttention,
-    BertEmbeddings,
-    BertIntermediate,
-    BertLayer,
-    BertOutput,
-)
 
+from .attention import Embeddings, Layer, key_padding_mask
 from .weights import torch_load, weights_only_for
 
 WEIGHTS_NAME = "model.safetensors"
@@ -76,49 +69,30 @@ class TextEncoder(nn.Module):
 
     def __init__(self, bert: BertConfig, n_layers: int):
         super().__init__()
-        self.config = bert
-        self.embeddings = BertEmbeddings(bert)
-        self.layer = nn.ModuleList([BertLayer(bert) for _ in range(n_layers)])
+        self.embeddings = Embeddings(bert)
+        self.layer = nn.ModuleList([Layer(bert) for _ in range(n_layers)])
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        h = self.embeddings(input_ids=input_ids)
-        mask = create_bidirectional_mask(config=self.config, inputs_embeds=h, attention_mask=attention_mask)
+        h = self.embeddings(input_ids)
+        mask = key_padding_mask(attention_mask)
         for layer in self.layer:
             h = layer(h, mask)
         return h
 
 
-class FusionLayer(nn.Module):
-    """A BERT layer with cross-attention to image tokens between self-attention and feed-forward (ALBEF)."""
-
-    def __init__(self, bert: BertConfig):
-        super().__init__()
-        self.attention = BertAttention(bert)
-        self.crossattention = BertAttention(bert, is_cross_attention=True)
-        self.intermediate = BertIntermediate(bert)
-        self.output = BertOutput(bert)
-
-    def forward(self, h: torch.Tensor, mask, image: torch.Tensor) -> torch.Tensor:
-        h, _ = self.attention(h, mask)
-        h, _ = self.crossattention(h, encoder_hidden_states=image)
-        return self.output(self.intermediate(h), h)
-
-
 class FusionEncoder(nn.Module):
-    """The last text layers, with cross-attention: text embeddings grounded in image tokens."""
+    """The last text layers, with cross-attention to image tokens between self-attention and feed-forward (ALBEF):
+    text embeddings grounded in image tokens."""
 
     def __init__(self, bert: BertConfig, n_layers: int, image_width: int):
         super().__init__()
-        self.config = bert
         self.image_proj = (
             nn.Identity() if image_width == bert.hidden_size else nn.Linear(image_width, bert.hidden_size)
         )
-        self.layer = nn.ModuleList([FusionLayer(bert) for _ in range(n_layers)])
+        self.layer = nn.ModuleList([Layer(bert, cross_attention=True) for _ in range(n_layers)])
 
     def forward(self, text_embeds: torch.Tensor, attention_mask: torch.Tensor, image_embeds: torch.Tensor):
-        mask = create_bidirectional_mask(
-            config=self.config, inputs_embeds=text_embeds, attention_mask=attention_mask
-        )
+        mask = key_padding_mask(attention_mask)
         image = self.image_proj(image_embeds)
         h = text_embeds
         for layer in self.layer:

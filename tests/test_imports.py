@@ -15,7 +15,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("paths", "vocab", "presets", "dist", "files", "determinism", "viz", "vendor", "errors", "weights"),  # base
     ("data",),  # simulator, GeoTIFF I/O, index, datasets
     ("hcot",),  # knowledge chain and captions
-    ("encoders", "losses", "model"),  # the model
+    ("attention", "encoders", "losses", "model_config", "model"),  # the model
     ("train", "train_bench"),  # pretraining
     ("scio",),  # SCIO
     ("tasks", "scio_inject"),  # evaluation (the SCIO harness is evaluation code)

@@ -23,7 +23,7 @@ def _encode_rows(model: KlipModel, images: torch.Tensor, rows: list[int], batch_
     batches: only the images a call uses (at the gpu preset the corpus has 20k tiles, one call scores a few)."""
     device = next(model.parameters()).device
     used = sorted(set(rows))
-    encoded = [model._image(images[used[s:s + batch_size]].to(device)) for s in range(0, len(used), batch_size)]
+    encoded = [model.image_tokens(images[used[s:s + batch_size]].to(device)) for s in range(0, len(used), batch_size)]
     return ({r: i for i, r in enumerate(used)}, torch.cat([e[0] for e in encoded]),
             torch.cat([e[1] for e in encoded]))
 
@@ -42,7 +42,7 @@ def agreement(model: KlipModel, images: torch.Tensor, rows: list[int], texts: li
     for s in range(0, len(texts), batch_size):
         idx = torch.tensor([at[r] for r in rows[s:s + batch_size]], device=device)
         tok = model.tokenize(texts[s:s + batch_size], device)
-        text_embeds, text_feat = model._text(tok["input_ids"], tok["attention_mask"])
+        text_embeds, text_feat = model.text_tokens(tok["input_ids"], tok["attention_mask"])
         itc.append((text_feat * image_feat[idx]).sum(-1).float().cpu())
         fused = model.fusion(text_embeds, tok["attention_mask"], image_tokens[idx])
         itm.append(torch.softmax(model.itm_head(fused[:, 0]).float(), dim=1)[:, 1].cpu())

@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import DynamicCache
 
+from ..attention import KVCache
 from ..hcot.factcheck import check_caption
 from ..hcot.realise import TARGET_ONLY
 from ..hcot.schema import caption_text
@@ -117,25 +117,23 @@ class CaptionDecoder(nn.Module):
         return positions, (visible | (key == query)[None])[:, None]
 
     def text_hidden(self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
-                    cache: DynamicCache | None = None) -> torch.Tensor:
+                    cache: KVCache | None = None) -> torch.Tensor:
         """Hidden states of the text layers (causal self-attention, no image)."""
-        h = self.text.embeddings(input_ids=input_ids, position_ids=positions)
+        h = self.text.embeddings(input_ids, position_ids=positions)
         for layer in self.text.layer:
             h = layer(h, mask, cache=cache)
         return h
 
     def fusion_hidden(self, h: torch.Tensor, image: torch.Tensor, mask: torch.Tensor,
-                      cache: DynamicCache | None = None) -> torch.Tensor:
+                      cache: KVCache | None = None) -> torch.Tensor:
         """Hidden states of the fusion layers: causal self-attention, then cross-attention to `image` (image
         tokens projected to the text width: `fusion.image_proj`)."""
         for layer in self.fusion.layer:
-            h, _ = layer.attention(h, mask, cache=cache)
-            h, _ = layer.crossattention(h, encoder_hidden_states=image)
-            h = layer.output(layer.intermediate(h), h)
+            h = layer(h, mask, image, cache=cache)
         return h
 
     def hidden(self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-               cache: DynamicCache | None = None, segments: torch.Tensor | None = None) -> torch.Tensor:
+               cache: KVCache | None = None, segments: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states [B, q, H] of the q tokens in `input_ids` (text then fusion layers); `attention_mask`
         [B, K] covers the tokens in `cache` and the new ones; `segments` as in `attention`."""
         positions, mask = self.attention(attention_mask, input_ids.shape[1], segments)
@@ -273,7 +271,7 @@ def beam_search(decoder: CaptionDecoder, image_tokens: torch.Tensor, prompts: li
     scores[:, 0] = 0.0
     done = torch.zeros(n * k, dtype=torch.bool)
     lengths = torch.zeros(n * k)
-    cache = DynamicCache()
+    cache = KVCache()
     new = ids
     for _ in range(max_new_tokens):
         logp = F.log_softmax(decoder.logits(decoder.hidden(image, new, mask, cache)[:, -1]).float(), dim=-1)
@@ -284,7 +282,7 @@ def beam_search(decoder: CaptionDecoder, image_tokens: torch.Tensor, prompts: li
         source = (best.indices // vocab + torch.arange(n)[:, None] * k).view(-1)
         token = decoder.vocab[(best.indices % vocab).view(-1)]
         scores = best.values
-        cache.reorder_cache(source)
+        cache.reorder(source)
         ids, mask = ids[source], mask[source]
         lengths, was_done = lengths[source] + (~done[source]).float(), done[source]
         new = token[:, None]

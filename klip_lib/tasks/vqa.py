@@ -122,8 +122,8 @@ class VqaModel(nn.Module):
     def encode(self, images: torch.Tensor, questions: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Image tokens [N, T, W] and question token embeddings of the frozen encoders."""
         tokens = self.encoder.tokenize(questions)
-        image_tokens, _ = self.encoder._image(images)
-        text_embeds, _ = self.encoder._text(tokens["input_ids"], tokens["attention_mask"])
+        image_tokens, _ = self.encoder.image_tokens(images)
+        text_embeds, _ = self.encoder.text_tokens(tokens["input_ids"], tokens["attention_mask"])
         return image_tokens, {"embeds": text_embeds, "mask": tokens["attention_mask"]}
 
     def forward(self, image_tokens: torch.Tensor, text_embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
