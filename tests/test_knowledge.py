@@ -68,7 +68,7 @@ def test_cfar_finds_the_ships_on_water_with_their_size():
     bands, _, ships = scene(np.random.default_rng(3))
     cfg = KnowledgeConfig()
     water, _ = kimage.water_mask(bands, True, cfg)
-    targets, note = kimage.find_targets(bands, water, 10.0, 0.0, cfg)
+    targets, note = kimage.find_targets(bands, water, 10.0, None, cfg)
     assert sorted(t["class"] for t in targets) == ["ship"] * len(ships), note
     found = sorted((round(t["center"][1]), round(t["center"][0])) for t in targets)
     for (r, c), (fr, fc) in zip(sorted(ships), found):
@@ -84,9 +84,11 @@ def test_no_ships_without_water():
     bands = {"VV": speckled(mean, 4, rng)}
     cfg = KnowledgeConfig()
     water, _ = kimage.water_mask(bands, True, cfg)
-    targets, _ = kimage.find_targets(bands, water, 10.0, 0.0, cfg)
+    targets, _ = kimage.find_targets(bands, water, 10.0, np.zeros((SIZE, SIZE), bool), cfg)
     assert [t["class"] for t in targets] == ["aircraft"]  # an aircraft-sized object on open land
-    targets, _ = kimage.find_targets(bands, water, 10.0, 0.3, cfg)  # ... but not among buildings
+    town = np.zeros((SIZE, SIZE), bool)
+    town[120:, 120:] = True  # ... but not beside a built-up area
+    targets, _ = kimage.find_targets(bands, water, 10.0, town, cfg)
     assert targets == []
 
 
@@ -174,3 +176,36 @@ def test_import_dataset_writes_facts_and_captions_real_tiles(tmp_path):
     assert summary["written"] == 1 and summary["without_facts"] == 0
     (rec,) = read_captions(artifacts.captions_path(run))
     assert "Spain" in rec["Environment"]
+
+
+@pytest.mark.real_data
+def test_accuracy_on_real_labels(real_data_dir):
+    from klip_lib.knowledge.accuracy import format_table, real_accuracy
+
+    rows = real_accuracy(real_data_dir, sar_acd_per_class=5)
+    by = {r["dimension"]: r for r in rows}
+    assert {"water (pixel)", "location: country", "ship count (exact)", "aircraft present"} <= by.keys()
+    assert by["water (pixel)"]["accuracy"] > 0.75  # split-based Otsu vs Sen1Floods11's hand labels (0.85 measured)
+    assert by["location: country"]["accuracy"] == 1.0  # the Spanish chip is placed in Spain
+    assert by["ships in 3x3 cell (present/absent)"]["n"] == 9 * by["ship count (exact)"]["n"]
+    assert by["aircraft present"]["n"] == 30
+    assert "| water (pixel) | sen1floods11 |" in format_table(rows)
+
+
+def test_geography_reads_nothing_from_the_network(tmp_path):
+    """The geography packages answer with every socket refused (a fresh process, a fresh land-mask cache)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("reverse_geocode")
+    code = ("import socket\n"
+            "def refuse(*a, **k): raise OSError('network refused by the test')\n"
+            "socket.socket.connect = refuse; socket.create_connection = refuse\n"
+            "from klip_lib.knowledge import geo\n"
+            "print(geo.nearest_place(4.48, 51.92)[1].value, geo.climate(4.48, 51.92)[0].value, "
+            "geo.land_sea(4.48, 51.92)[0].value)\n")
+    env = {**os.environ, "KLIP_CACHE": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["Netherlands", "Cfb", "land"]

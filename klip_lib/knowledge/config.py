@@ -22,8 +22,12 @@ class KnowledgeConfig:
     min_water_fraction: float = 0.01  # water is "present" from this share of the tile on
     min_water_px: int = 50  # water components smaller than this are dropped (dark shadows, speckle)
     # --- bright targets (cell-averaging CFAR on linear intensity) ---
-    cfar_guard_px: int = 4  # half side of the guard window around the cell under test
-    cfar_train_px: int = 12  # half side of the training window (background ring = train minus guard)
+    cfar_guard_px: int = 8  # half side of the guard window: half the longest expected target (160 m at 10 m)
+    cfar_train_px: int = 20  # half side of the training window (background ring = train minus guard)
+    merge_px: int = 2  # detections this close are one target (fragments and sidelobes of one scatterer)
+    merge_m: float = 10.0  # ... and this close in metres where the pixel spacing is known: the scattering centres
+    # of one ship or aircraft (hull, superstructure, engines, wing edges) lie within about this of each other
+    cfar_smooth_px: int = 3  # boxcar on intensity before CFAR (multilooking: single-pixel clutter spikes vanish)
     cfar_pfa: float = 1e-6  # false-alarm probability per pixel (exponential clutter)
     cfar_min_contrast_db: float = 6.0  # a detection must also exceed its background by this much
     min_target_px: int = 4  # smaller detections are noise

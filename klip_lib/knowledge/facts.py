@@ -94,7 +94,7 @@ def analyse_image(bands: dict[str, np.ndarray], res_m: float | None, calibrated:
     builtup = image.builtup_mask(bands, water, calibrated, cfg)
     lc = image.landcover_map(valid, water, builtup)
     fr = _fractions(lc)
-    targets, cfar_note = image.find_targets(bands, water, res_m, fr["urban"], cfg)
+    targets, cfar_note = image.find_targets(bands, water, res_m, builtup, cfg)
     return {"landcover": lc, "fractions": fr, "water_known": water is not None, "water_how": how,
             "targets": targets, "cfar_note": cfar_note}
 

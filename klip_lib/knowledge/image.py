@@ -131,6 +131,8 @@ def cfar_alpha(n_train: int, pfa: float) -> float:
 def cfar_detect(db: np.ndarray, cfg: KnowledgeConfig) -> np.ndarray:
     """Pixels brighter than alpha times the mean of their background ring (cell-averaging CFAR on intensity)."""
     lin = 10 ** (_filled(db) / 10)
+    if cfg.cfar_smooth_px > 1:
+        lin = ndimage.uniform_filter(lin, cfg.cfar_smooth_px)
     t, g = 2 * cfg.cfar_train_px + 1, 2 * cfg.cfar_guard_px + 1
     n = t * t - g * g
     ring = (ndimage.uniform_filter(lin, t) * t * t - ndimage.uniform_filter(lin, g) * g * g) / n
@@ -157,13 +159,17 @@ def _shape(ys: np.ndarray, xs: np.ndarray) -> tuple[float, float, float]:
 
 
 def find_targets(bands: dict[str, np.ndarray], water: np.ndarray | None, res_m: float | None,
-                 builtup_fraction: float, cfg: KnowledgeConfig) -> tuple[list[dict], str]:
+                 builtup: np.ndarray | None, cfg: KnowledgeConfig) -> tuple[list[dict], str]:
     """Bright targets: CFAR detections grouped into objects; ships where their surroundings are water, aircraft
-    on land of the right size where there is little built-up area; returns (targets, note)."""
+    on land of the right size where there is little built-up area around them (the target's own strong
+    scatterers left out); returns (targets, note)."""
     db = co_pol(bands)
     h, w = db.shape
-    det = ndimage.binary_closing(cfar_detect(db, cfg), np.ones((3, 3)))
-    lab, n = ndimage.label(det)
+    det = cfar_detect(db, cfg)
+    merge = max(cfg.merge_px, round(cfg.merge_m / 2 / res_m) if res_m else 0)  # dilating both by half the gap
+    grouped = ndimage.binary_dilation(det, np.ones((2 * merge + 1,) * 2)) if merge else det
+    lab, n = ndimage.label(grouped)
+    lab[~det] = 0
     water = water if water is not None else np.zeros_like(det)
     targets = []
     for k, sl in enumerate(ndimage.find_objects(lab), start=1):
@@ -184,8 +190,14 @@ def find_targets(bands: dict[str, np.ndarray], water: np.ndarray | None, res_m: 
             cls, typ = "ship", ship_type(length_m) if length_m is not None else "ship of unknown length"
         else:
             lo, hi = cfg.aircraft_length_m
-            if builtup_fraction >= cfg.aircraft_max_builtup or (length_m is not None and not lo <= length_m <= hi):
+            if length_m is not None and not lo <= length_m <= hi:
                 continue
+            if builtup is not None:
+                m = cfg.builtup_window_px
+                around = builtup.copy()
+                around[max(0, y0 - m):y1 + m, max(0, x0 - m):x1 + m] = False
+                if around.mean() >= cfg.aircraft_max_builtup:
+                    continue
             cls, typ = "aircraft", "unidentified aircraft"
         cx, cy = float(xs.mean()), float(ys.mean())
         targets.append({"class": cls, "type": typ, "length_m": round(length_m, 1) if length_m is not None else None,
