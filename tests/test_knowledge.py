@@ -132,6 +132,7 @@ def test_template_captions_of_real_facts_say_unknown_and_check():
     assert "unknown" in rec["Terrain"] and rec["factcheck"]["Terrain"] is None
     assert "unknown" in rec["Environment"] and rec["factcheck"]["Environment"] is None
     assert rec["factcheck"]["Count"] is True and rec["factcheck"]["Water"] is True
+    assert "unknown" in rec["Roads"] and rec["factcheck"]["Roads"] is None  # roads are not measured
 
 
 def test_offline_geography():

@@ -31,7 +31,8 @@ BUILDING_PHRASES = {"dense": ("dense, compact buildings", "abundant buildings"),
                     "none": ("no buildings visible", "none visible")}
 ROAD_PHRASES = {"major": ("major road network clearly visible", "main roads run across the tile"),
                 "minor": ("minor, narrow roads", "a few small roads"),
-                "none": ("no visible roads", "none visible")}
+                "none": ("no visible roads", "none visible"),
+                "unknown": ("unknown (not measured in the image)",)}
 WATER_KIND_NAMES = {"river": "a river", "coast": "the coast", "lake": "a lake", "port basin": "port basins"}
 FEATURE_PHRASES = {
     "ship": ("ships show bright, elongated returns on a dark background", "ships appear as bright linear "

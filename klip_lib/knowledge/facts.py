@@ -19,6 +19,7 @@ from .config import KnowledgeConfig
 from .geo import UNKNOWN, Fact
 
 FACT_MIN_FRACTION = 0.05  # as the simulator: a class is present from this share of the tile on
+NOT_MEASURED = ["industrial", "forest", "bare", "road", "airport", "port"]
 
 
 @dataclass
@@ -136,6 +137,7 @@ def build_facts(bands: dict[str, np.ndarray], meta: TileInfo, cfg: KnowledgeConf
         "water_kinds": ["coast"] if water_present and coastal else [],
         "counts": counts,
         "targets": targets,
+        "not_measured": NOT_MEASURED,  # land-cover classes the image methods cannot see: their 0.0 means unknown
     }
     img_src = (f"image: {water_src}; built-up = co-pol strong-scatterer density >= {cfg.builtup_min_density:g} "
                f"in {cfg.builtup_window_px} px windows; other land assumed farmland/open land (inferred)")
