@@ -214,3 +214,31 @@ def test_bad_caption_files_name_the_file(tmp_path, content, words):
     with pytest.raises(ValueError, match=words) as err:
         load_real_captions(path)
     assert str(path) in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+def test_single_polarization_files_of_a_scene_become_one_tile(tmp_path):
+    """Gaofen-3 style 1_HH.tiff .. 1_VV.tiff -> one 4-band tile per scene; a group that does not stack is
+    reported by name and its files imported one by one."""
+    from klip_lib.data import import_folder, read_index, read_tile
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    levels = {"HH": 100, "HV": 20, "VH": 21, "VV": 90}
+    for scene in ("1", "2"):
+        for pol, level in levels.items():
+            _geotiff(src / f"{scene}_{pol}.tiff", rng.integers(level, level + 5, (1, 16, 16)).astype(np.uint16),
+                     descriptions=("",))
+    _geotiff(src / "3_HH.tif", rng.integers(50, 60, (1, 16, 16)).astype(np.uint16), descriptions=("",))
+    _geotiff(src / "3_HV.tif", rng.integers(50, 60, (1, 8, 8)).astype(np.uint16), descriptions=("",))
+    index, report = import_folder(src, tmp_path / "out")
+    table = read_index(index).set_index("tile_id")
+    assert sorted(table.index) == ["geotiff_1", "geotiff_2", "geotiff_3_HH", "geotiff_3_HV"]
+    assert table.loc["geotiff_1", "polarizations"] == "HH,HV,VH,VV"
+    assert "one tile from 1_HH.tiff, 1_HV.tiff, 1_VH.tiff, 1_VV.tiff" in table.loc["geotiff_1", "note"]
+    data, meta = read_tile(tmp_path / "out" / table.loc["geotiff_2", "path"])
+    assert data.shape == (4, 16, 16) and meta.polarizations == ["HH", "HV", "VH", "VV"]
+    means = dict(zip(meta.polarizations, data.reshape(4, -1).mean(1)))  # each band from its own file
+    assert means["HH"] > means["VV"] > means["VH"] > means["HV"]
+    (reason,) = [why for f, why in report.skipped if f.endswith("3")]
+    assert "3_HV.tif differs in size" in reason and "imported one by one" in reason

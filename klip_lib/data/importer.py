@@ -23,6 +23,10 @@ POL_NAMES = {"VV", "VH", "HH", "HV"}
 ASSUMED_POLS = {1: ["VV"], 2: ["VV", "VH"], 4: ["HH", "HV", "VH", "VV"]}  # when the file does not name its bands
 CHIP_SUFFIXES = {".jpg", ".jpeg", ".png"}
 MAX_LABEL_VALUES = 3  # an integer raster with this few distinct values is a class mask, not an image
+POL_FILE = re.compile(r"^(?P<scene>.+?)[_.-](?P<pol>HH|HV|VH|VV)$", re.IGNORECASE)
+"""A single-polarization file of a scene: `1_HH.tiff`, `scene-vv.tif` (grouped with its scene's other files)."""
+GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+              "int32": "Int32", "float32": "Float32", "float64": "Float64"}
 
 
 class SkipFile(Exception):
@@ -136,6 +140,72 @@ def _read_sample(path: Path) -> np.ndarray:
         raise SkipFile(f"unreadable pixels, file corrupt or truncated ({str(e).splitlines()[0][:120]})") from None
 
 
+def group_polarizations(files: list[Path], vrt_dir: Path) -> tuple[list[Path], dict[Path, list[Path]], list]:
+    """Single-band GeoTIFFs of one scene (same folder, same stem before _HH/_HV/_VH/_VV) as one multi-band
+    raster: a VRT in `vrt_dir` whose bands are named by polarization. Returns (the files to import, those VRTs
+    among them -> their member files, [(file, reason)] for groups that could not be stacked: their files are
+    then imported one by one)."""
+    groups: dict[tuple[Path, str], dict[str, Path]] = {}
+    for f in files:
+        m = POL_FILE.match(f.stem)
+        if m and f.suffix.lower() in (".tif", ".tiff"):
+            groups.setdefault((f.parent, m["scene"]), {})[m["pol"].upper()] = f
+    out, members, problems = list(files), {}, []
+    for (folder, scene), pols in sorted(groups.items()):
+        if len(pols) < 2:
+            continue
+        try:
+            vrt = _stack_vrt(pols, vrt_dir / f"{re.sub(r'[^A-Za-z0-9_-]+', '_', scene)}.vrt")
+        except SkipFile as e:
+            problems.append((str(folder / scene), f"not grouped into one tile: {e}; its files are imported one by one"))
+            continue
+        for f in pols.values():
+            out.remove(f)
+        out.append(vrt)
+        members[vrt] = [pols[p] for p in sorted(pols)]
+    return out, members, problems
+
+
+def _stack_vrt(pols: dict[str, Path], vrt: Path) -> Path:
+    """A GDAL VRT stacking single-band files (checked to share size, CRS and transform) in HH, HV, VH, VV order."""
+    from xml.sax.saxutils import escape
+
+    import rasterio
+
+    heads = {}
+    for pol, f in pols.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with rasterio.open(f) as src:
+                    heads[pol] = (src.count, src.width, src.height, src.crs, src.transform, src.dtypes[0], src.nodata,
+                                  src.tags())
+        except Exception as e:
+            raise SkipFile(f"{f.name} is not a readable raster ({str(e).splitlines()[0][:100]})") from None
+    first = next(iter(heads.values()))
+    for pol, h in heads.items():
+        if h[0] != 1:
+            raise SkipFile(f"{pols[pol].name} has {h[0]} bands, not 1")
+        if h[1:5] != first[1:5]:
+            raise SkipFile(f"{pols[pol].name} differs in size, CRS or transform from {next(iter(pols.values())).name}")
+    _, w, h, crs, t, dtype, nodata, tags = first
+    if dtype not in GDAL_TYPES:
+        raise SkipFile(f"unsupported data type {dtype}")
+    meta = "".join(f'<MDI key="{escape(k)}">{escape(str(v))}</MDI>' for k, v in tags.items())
+    bands = []
+    for i, pol in enumerate(sorted(pols), start=1):
+        nd = f"<NoDataValue>{nodata}</NoDataValue>" if nodata is not None else ""
+        bands.append(f'<VRTRasterBand dataType="{GDAL_TYPES[dtype]}" band="{i}"><Description>{pol}</Description>{nd}'
+                     f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(pols[pol].resolve()))}'
+                     f'</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>')
+    srs = f"<SRS>{escape(crs.to_wkt())}</SRS>" if crs else ""
+    gt = f"<GeoTransform>{t.c}, {t.a}, {t.b}, {t.f}, {t.d}, {t.e}</GeoTransform>" if crs else ""
+    vrt.parent.mkdir(parents=True, exist_ok=True)
+    vrt.write_text(f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">{srs}{gt}<Metadata>{meta}</Metadata>'
+                   + "".join(bands) + "</VRTDataset>\n")
+    return vrt
+
+
 def _footprint(crs, transform, w, h):
     from rasterio.warp import transform_geom
     from shapely.geometry import box, shape
@@ -161,11 +231,16 @@ def import_folder(src: str | os.PathLike, out: str | os.PathLike, tile_size: int
     if not src.is_dir():
         raise FileNotFoundError(f"import folder {src} does not exist")
     report, rows = ImportReport(), []
-    for path in tqdm(sorted(p for p in src.rglob("*") if p.is_file()), desc="import", unit="file"):
+    files, grouped, problems = group_polarizations(sorted(p for p in src.rglob("*") if p.is_file()), out / "grouped")
+    report.skipped += problems
+    for path in tqdm(files, desc="import", unit="file"):
         try:
             info, pols, pol_note, is_chip = _inspect(path)
             meta = read_meta(path)
-            stem = re.sub(r"[^A-Za-z0-9_-]+", "_", str(path.relative_to(src).with_suffix("")))
+            name = (path.relative_to(out / "grouped") if path in grouped else path.relative_to(src)).with_suffix("")
+            stem = re.sub(r"[^A-Za-z0-9_-]+", "_", str(name))
+            if path in grouped:
+                pol_note = "; ".join(n for n in (pol_note, "one tile from " + ", ".join(f.name for f in grouped[path])) if n)
             wins = _windows(info["width"], info["height"], tile_size, max_size)
             sample = _read_sample(path)  # units and masks are decided once per file, never per window
             if info["dtype"].startswith(("int", "uint")) and len(np.unique(sample[np.isfinite(sample)])) <= MAX_LABEL_VALUES:
