@@ -1,5 +1,6 @@
 """GeoTIFF import (bad inputs, real Sentinel-1 chips), index, torch datasets and shards, CLI, light import."""
 
+import json
 import subprocess
 import sys
 
@@ -242,3 +243,35 @@ def test_single_polarization_files_of_a_scene_become_one_tile(tmp_path):
     assert means["HH"] > means["VV"] > means["VH"] > means["HV"]
     (reason,) = [why for f, why in report.skipped if f.endswith("3")]
     assert "3_HV.tif differs in size" in reason and "imported one by one" in reason
+
+
+def test_opensarship_zip_archives(tmp_path):
+    """An OpenSARShip-style zip: calibrated patches imported (the uncalibrated twins left), the ship class of the
+    file name kept as the label; a broken zip is one line naming it."""
+    import zipfile
+
+    from klip_lib.data import import_folder, read_index
+    from klip_lib.knowledge.annotate import add_facts
+
+    rng = np.random.default_rng(4)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    _geotiff(parts / "dn.tif", rng.integers(10, 200, (1, 24, 24)).astype(np.uint16), descriptions=("VV",))
+    _geotiff(parts / "cal.tif", rng.uniform(0.001, 0.3, (1, 24, 24)).astype(np.float32), descriptions=("VV",))
+    src = tmp_path / "in"
+    src.mkdir()
+    with zipfile.ZipFile(src / "S1A_IW_GRDH_1SDV_20170101_54D0.zip", "w") as zf:
+        zf.write(parts / "dn.tif", "Patch/VV_Cargo_x100_y200.tif")
+        zf.write(parts / "cal.tif", "Patch_Cal/VV_Cargo_x100_y200.tif")
+        zf.write(parts / "cal.tif", "Patch_Cal/VV_Tanker_x300_y50.tif")
+        zf.writestr("Metedata.xml", "<metadata/>")
+    (src / "broken.zip").write_bytes(b"PK\x03\x04 not really a zip")
+    index, report = import_folder(src, tmp_path / "out")
+    table = read_index(index).set_index("tile_id")
+    assert len(table) == 2 and all("Patch_Cal" in t for t in table.index)
+    notes = " | ".join(table["note"])
+    assert "label: Cargo" in notes and "label: Tanker" in notes and "linear power converted to dB" in notes
+    assert dict(report.skipped)[str(src / "broken.zip")].startswith("not a readable zip archive")
+    add_facts(index)
+    labels = sorted(json.loads((index.parent / p).read_text())["label"] for p in read_index(index)["facts_path"])
+    assert labels == ["Cargo", "Tanker"]

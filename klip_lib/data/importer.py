@@ -25,6 +25,11 @@ CHIP_SUFFIXES = {".jpg", ".jpeg", ".png"}
 MAX_LABEL_VALUES = 3  # an integer raster with this few distinct values is a class mask, not an image
 POL_FILE = re.compile(r"^(?P<scene>.+?)[_.-](?P<pol>HH|HV|VH|VV)$", re.IGNORECASE)
 """A single-polarization file of a scene: `1_HH.tiff`, `scene-vv.tif` (grouped with its scene's other files)."""
+RASTER_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
+SHIP_CLASS = re.compile(r"(?:^|[_\-\s])(bulk[_\- ]?carrier|container[_\- ]?ship|general[_\- ]?cargo|cargo|tanker|fishing|"
+                        r"passenger|tug|dredging|search|sailing|pleasure|high[_\- ]?speed|other)(?=$|[_\-\s\d])",
+                        re.IGNORECASE)
+"""OpenSARShip's ship classes, read from a patch's file name (the class becomes the tile's label)."""
 GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
               "int32": "Int32", "float32": "Float32", "float64": "Float64"}
 
@@ -140,6 +145,42 @@ def _read_sample(path: Path) -> np.ndarray:
         raise SkipFile(f"unreadable pixels, file corrupt or truncated ({str(e).splitlines()[0][:120]})") from None
 
 
+def extract_archives(files: list[Path], dest: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Zip archives of patches (OpenSARShip: `Patch/*.tif`, `Patch_Cal/*.tif`, a metadata XML) unpacked under
+    `dest/<archive>/`: their rasters replace the archive in the file list; only the calibrated patches where an
+    archive has both. Returns (files, [(archive, reason)] for archives that cannot be read)."""
+    import zipfile
+
+    out, problems = [], []
+    for f in files:
+        if f.suffix.lower() != ".zip":
+            out.append(f)
+            continue
+        try:
+            with zipfile.ZipFile(f) as zf:
+                names = [n for n in zf.namelist() if Path(n).suffix.lower() in RASTER_SUFFIXES and ".." not in n]
+                if any("patch_cal/" in n.lower() for n in names):
+                    names = [n for n in names if "patch_cal/" in n.lower()]
+                if not names:
+                    raise SkipFile("zip archive without GeoTIFF or image patches")
+                for n in names:
+                    target = dest / f.stem / n
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(zf.read(n))
+                    out.append(target)
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            problems.append((str(f), f"not a readable zip archive: corrupt or truncated ({str(e)[:100]})"))
+        except SkipFile as e:
+            problems.append((str(f), str(e)))
+    return out, problems
+
+
+def ship_class(path: Path) -> str:
+    """The OpenSARShip ship class named in a patch's file name, or ''."""
+    m = SHIP_CLASS.search(path.stem)
+    return re.sub(r"[_\- ]+", " ", m.group(1)).title() if m else ""
+
+
 def group_polarizations(files: list[Path], vrt_dir: Path) -> tuple[list[Path], dict[Path, list[Path]], list]:
     """Single-band GeoTIFFs of one scene (same folder, same stem before _HH/_HV/_VH/_VV) as one multi-band
     raster: a VRT in `vrt_dir` whose bands are named by polarization. Returns (the files to import, those VRTs
@@ -231,14 +272,18 @@ def import_folder(src: str | os.PathLike, out: str | os.PathLike, tile_size: int
     if not src.is_dir():
         raise FileNotFoundError(f"import folder {src} does not exist")
     report, rows = ImportReport(), []
-    files, grouped, problems = group_polarizations(sorted(p for p in src.rglob("*") if p.is_file()), out / "grouped")
-    report.skipped += problems
+    files, problems = extract_archives(sorted(p for p in src.rglob("*") if p.is_file()), out / "extracted")
+    files, grouped, more = group_polarizations(files, out / "grouped")
+    report.skipped += problems + more
     for path in tqdm(files, desc="import", unit="file"):
         try:
             info, pols, pol_note, is_chip = _inspect(path)
             meta = read_meta(path)
-            name = (path.relative_to(out / "grouped") if path in grouped else path.relative_to(src)).with_suffix("")
+            base = next(b for b in (out / "grouped", out / "extracted", src) if path.is_relative_to(b))
+            name = path.relative_to(base).with_suffix("")
             stem = re.sub(r"[^A-Za-z0-9_-]+", "_", str(name))
+            if ship_class(path):
+                pol_note = "; ".join(n for n in (pol_note, f"label: {ship_class(path)} (ship class from the file name)") if n)
             if path in grouped:
                 pol_note = "; ".join(n for n in (pol_note, "one tile from " + ", ".join(f.name for f in grouped[path])) if n)
             wins = _windows(info["width"], info["height"], tile_size, max_size)

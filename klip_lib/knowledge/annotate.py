@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 from .config import KnowledgeConfig
@@ -21,7 +22,8 @@ def tile_info(row) -> TileInfo:
                     platform=row.get("platform") or "", band=row.get("band") or "", polarizations=pols,
                     resolution_m=row.get("resolution_m"), incidence_deg=row.get("incidence_deg"),
                     looks=row.get("looks"), orbit_direction=row.get("orbit_direction") or "",
-                    calibrated="uncalibrated" not in str(row.get("note") or ""))
+                    calibrated="uncalibrated" not in str(row.get("note") or ""),
+                    label=next(iter(re.findall(r"label: ([^;(]+?) \(", str(row.get("note") or ""))), ""))
 
 
 def add_facts(index_path: str | os.PathLike, cfg: KnowledgeConfig | None = None,

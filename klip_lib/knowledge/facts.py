@@ -38,6 +38,7 @@ class TileInfo:
     looks: float | None = None
     orbit_direction: str = ""
     calibrated: bool = True  # sigma0 dB (False: relative dB from digital numbers)
+    label: str = ""  # a class the source names (an OpenSARShip patch's ship class), else ""
 
 
 def _num(v) -> float | None:
@@ -164,6 +165,9 @@ def build_facts(bands: dict[str, np.ndarray], meta: TileInfo, cfg: KnowledgeConf
         prov[k] = _p(Fact(facts[k], "sensor metadata (file tags / index)" if known else "not in the file's metadata",
                           1.0 if known else 0.0), "L3")
     prov["polarizations"] = _p(Fact(facts["polarizations"], "band descriptions of the file", 1.0), "L3")
+    if meta.label:
+        facts["label"] = meta.label
+        prov["label"] = _p(Fact(meta.label, "the file name (dataset's own label)", 1.0), "L4")
     facts["provenance"] = prov
     facts["knowledge_source"] = "klip_lib.knowledge (real tile)"
     return facts
