@@ -35,7 +35,7 @@ CODE: dict[str, tuple[str, ...]] = {
     "dataset": ("data/simulate.py", "data/scene.py", "data/render.py", "data/physics.py", "data/targets.py",
                 "data/gazetteer.py", "data/platforms.py", "data/geotiff.py", "data/index.py", "vocab.py"),
     "import": ("data/importer.py", "data/geotiff.py", "data/index.py", "data/physics.py", "data/gazetteer.py",
-               "knowledge/*.py"),
+               "data/safe.py", "knowledge/*.py"),
     "captions": ("hcot/generate.py", "hcot/backends.py", "hcot/chain.py", "hcot/realise.py", "hcot/knowledge.py",
                  "hcot/prompts.py", "hcot/schema.py", "hcot/factcheck.py", "vocab.py"),
     "shards": ("data/dataset.py", "data/geotiff.py", "data/__init__.py"),

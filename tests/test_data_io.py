@@ -275,3 +275,58 @@ def test_opensarship_zip_archives(tmp_path):
     add_facts(index)
     labels = sorted(json.loads((index.parent / p).read_text())["label"] for p in read_index(index)["facts_path"])
     assert labels == ["Cargo", "Tanker"]
+
+
+def _safe(root, name, dn_level=400, calibration=True, gcps=True):
+    """A small Sentinel-1 GRD SAFE-like product: manifest, VV and VH measurements with GCPs, calibration LUTs."""
+    import rasterio
+    from rasterio.control import GroundControlPoint
+
+    safe = root / f"{name}.SAFE"
+    (safe / "measurement").mkdir(parents=True)
+    (safe / "annotation" / "calibration").mkdir(parents=True)
+    (safe / "manifest.safe").write_text("<xfdu:XFDU/>")
+    h, w = 40, 60
+    points = [GroundControlPoint(r, c, 4.0 + 0.2 * c / w, 52.1 - 0.1 * r / h) for r in (0, h) for c in (0, w)]
+    for pol in ("vv", "vh"):
+        stem = f"s1a-iw-grd-{pol}-20200101t000000-001"
+        dn = np.full((h, w), dn_level if pol == "vv" else dn_level // 4, np.uint16)
+        with rasterio.open(safe / "measurement" / f"{stem}.tiff", "w", driver="GTiff", width=w, height=h, count=1,
+                           dtype="uint16") as dst:
+            dst.write(dn, 1)
+            if gcps:
+                dst.gcps = (points, "EPSG:4326")
+        if calibration:
+            vectors = "".join(f"<calibrationVector><line>{line}</line><pixel count='2'>0 {w}</pixel>"
+                              f"<sigmaNought count='2'>500 500</sigmaNought></calibrationVector>" for line in (0, h))
+            (safe / "annotation" / "calibration" / f"calibration-{stem}.xml").write_text(
+                f"<calibration><calibrationVectorList>{vectors}</calibrationVectorList></calibration>")
+    return safe
+
+
+def test_sentinel1_safe_products(tmp_path):
+    """A SAFE folder is calibrated to sigma0 and warped through its GCPs; a zipped SAFE without calibration
+    annotation is marked uncalibrated; a product without GCPs is one line naming it."""
+    import shutil
+
+    from klip_lib.data import import_folder, read_index, read_tile
+
+    src = tmp_path / "in"
+    _safe(src, "S1A_IW_GRDH_1SDV_CAL")
+    nocal = _safe(tmp_path / "z", "S1A_IW_GRDH_1SDV_NOCAL", calibration=False)
+    shutil.make_archive(str(src / "S1A_IW_GRDH_1SDV_NOCAL"), "zip", nocal.parent, nocal.name)
+    _safe(src / "bad", "S1A_IW_GRDH_1SDV_NOGCP", gcps=False)
+    index, report = import_folder(src, tmp_path / "out")
+    table = read_index(index).set_index("tile_id")
+    assert sorted(table.index) == ["geotiff_S1A_IW_GRDH_1SDV_CAL", "geotiff_S1A_IW_GRDH_1SDV_NOCAL"], report.lines()
+    cal = table.loc["geotiff_S1A_IW_GRDH_1SDV_CAL"]
+    assert "sigma0 from the calibration LUT" in cal["note"] and "GCPs" in cal["note"]
+    assert cal["polarizations"] == "VH,VV" and cal["platform"] == "sentinel1"
+    centre = cal["geometry"].centroid
+    assert abs(centre.x - 4.1) < 0.02 and abs(centre.y - 52.05) < 0.02
+    data, meta = read_tile(tmp_path / "out" / cal["path"])
+    vv = data[meta.polarizations.index("VV")]
+    assert abs(np.nanmedian(vv) - 20 * np.log10(400 / 500)) < 0.1  # sigma0 = DN^2 / A^2
+    assert "uncalibrated" in table.loc["geotiff_S1A_IW_GRDH_1SDV_NOCAL", "note"]
+    (reason,) = [why for f, why in report.skipped if "NOGCP" in f]
+    assert reason.startswith("Sentinel-1 SAFE product not readable") and "no GCPs" in reason

@@ -145,6 +145,43 @@ def _read_sample(path: Path) -> np.ndarray:
         raise SkipFile(f"unreadable pixels, file corrupt or truncated ({str(e).splitlines()[0][:120]})") from None
 
 
+def convert_safe_products(files: list[Path], dest: Path, safe_notes: dict) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Sentinel-1 SAFE products among the files (a .SAFE folder, or a zip holding one) converted to one GeoTIFF
+    each under `dest` (klip_lib.data.safe); their files leave the list. `safe_notes` gets {tif: note}."""
+    import zipfile
+
+    from .safe import convert_safe
+
+    out, problems, done = [], [], set()
+    for f in files:
+        safe_dir = next((p for p in f.parents if (p / "manifest.safe").exists()), None)
+        if safe_dir is not None:
+            if safe_dir not in done:
+                done.add(safe_dir)
+                _convert_one(safe_dir, safe_dir, dest, safe_notes, out, problems, convert_safe)
+            continue
+        if f.suffix.lower() == ".zip" and zipfile.is_zipfile(f):
+            with zipfile.ZipFile(f) as zf:
+                if any(n.endswith("manifest.safe") for n in zf.namelist()):
+                    unpacked = dest / "unpacked" / f.stem
+                    zf.extractall(unpacked, [n for n in zf.namelist() if ".." not in n])
+                    safe = next((p.parent for p in sorted(unpacked.rglob("manifest.safe"))), unpacked)
+                    _convert_one(f, safe, dest, safe_notes, out, problems, convert_safe)
+                    continue
+        out.append(f)
+    return out, problems
+
+
+def _convert_one(name: Path, safe: Path, dest: Path, safe_notes: dict, out: list, problems: list, convert) -> None:
+    try:
+        tif, note = convert(safe, dest / f"{safe.name.removesuffix('.SAFE')}.tif")
+    except Exception as e:  # one product's failure never loses the others
+        problems.append((str(name), f"Sentinel-1 SAFE product not readable: {str(e).splitlines()[0][:160]}"))
+        return
+    safe_notes[tif] = note
+    out.append(tif)
+
+
 def extract_archives(files: list[Path], dest: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     """Zip archives of patches (OpenSARShip: `Patch/*.tif`, `Patch_Cal/*.tif`, a metadata XML) unpacked under
     `dest/<archive>/`: their rasters replace the archive in the file list; only the calibrated patches where an
@@ -272,16 +309,21 @@ def import_folder(src: str | os.PathLike, out: str | os.PathLike, tile_size: int
     if not src.is_dir():
         raise FileNotFoundError(f"import folder {src} does not exist")
     report, rows = ImportReport(), []
-    files, problems = extract_archives(sorted(p for p in src.rglob("*") if p.is_file()), out / "extracted")
+    safe_notes: dict[Path, str] = {}
+    files, problems = convert_safe_products(sorted(p for p in src.rglob("*") if p.is_file()), out / "safe", safe_notes)
+    files, more = extract_archives(files, out / "extracted")
+    problems += more
     files, grouped, more = group_polarizations(files, out / "grouped")
     report.skipped += problems + more
     for path in tqdm(files, desc="import", unit="file"):
         try:
             info, pols, pol_note, is_chip = _inspect(path)
             meta = read_meta(path)
-            base = next(b for b in (out / "grouped", out / "extracted", src) if path.is_relative_to(b))
+            base = next(b for b in (out / "grouped", out / "extracted", out / "safe", src) if path.is_relative_to(b))
             name = path.relative_to(base).with_suffix("")
             stem = re.sub(r"[^A-Za-z0-9_-]+", "_", str(name))
+            if path in safe_notes:
+                pol_note = "; ".join(n for n in (pol_note, safe_notes[path]) if n)
             if ship_class(path):
                 pol_note = "; ".join(n for n in (pol_note, f"label: {ship_class(path)} (ship class from the file name)") if n)
             if path in grouped:
@@ -291,6 +333,8 @@ def import_folder(src: str | os.PathLike, out: str | os.PathLike, tile_size: int
             if info["dtype"].startswith(("int", "uint")) and len(np.unique(sample[np.isfinite(sample)])) <= MAX_LABEL_VALUES:
                 raise SkipFile(f"looks like a class mask ({MAX_LABEL_VALUES} or fewer distinct values), not a SAR image")
             file_encoding = guess_encoding(sample, info["dtype"]) if encoding == "auto" else encoding
+            if "uncalibrated (no calibration annotation)" in safe_notes.get(path, ""):
+                file_encoding = "amplitude"  # a SAFE product's DN, kept as amplitude
             written = []
             for k, win in enumerate(wins):
                 data = _read(path, win, is_chip, info["count"])
