@@ -286,6 +286,11 @@ def _safe(root, name, dn_level=400, calibration=True, gcps=True):
     (safe / "measurement").mkdir(parents=True)
     (safe / "annotation" / "calibration").mkdir(parents=True)
     (safe / "manifest.safe").write_text("<xfdu:XFDU/>")
+    (safe / "annotation" / "s1a-iw-grd-vv-20200101t000000-001.xml").write_text(
+        "<product><adsHeader><polarisation>VV</polarisation></adsHeader><generalAnnotation><productInformation>"
+        "<pass>Ascending</pass><rangePixelSpacing>1.0e+01</rangePixelSpacing></productInformation>"
+        "</generalAnnotation><imageAnnotation><imageInformation><incidenceAngleMidSwath>3.9e+01"
+        "</incidenceAngleMidSwath></imageInformation></imageAnnotation></product>")
     h, w = 40, 60
     points = [GroundControlPoint(r, c, 4.0 + 0.2 * c / w, 52.1 - 0.1 * r / h) for r in (0, h) for c in (0, w)]
     for pol in ("vv", "vh"):
@@ -321,12 +326,19 @@ def test_sentinel1_safe_products(tmp_path):
     assert sorted(table.index) == ["geotiff_S1A_IW_GRDH_1SDV_CAL", "geotiff_S1A_IW_GRDH_1SDV_NOCAL"], report.lines()
     cal = table.loc["geotiff_S1A_IW_GRDH_1SDV_CAL"]
     assert "sigma0 from the calibration LUT" in cal["note"] and "GCPs" in cal["note"]
-    assert cal["polarizations"] == "VH,VV" and cal["platform"] == "sentinel1"
+    assert cal["polarizations"] == "VH,VV" and cal["platform"] == "sentinel1" and "orbit ascending" in cal["note"]
+    assert cal["incidence_deg"] == 39.0 and cal["resolution_m"] == 10.0
     centre = cal["geometry"].centroid
     assert abs(centre.x - 4.1) < 0.02 and abs(centre.y - 52.05) < 0.02
     data, meta = read_tile(tmp_path / "out" / cal["path"])
     vv = data[meta.polarizations.index("VV")]
     assert abs(np.nanmedian(vv) - 20 * np.log10(400 / 500)) < 0.1  # sigma0 = DN^2 / A^2
     assert "uncalibrated" in table.loc["geotiff_S1A_IW_GRDH_1SDV_NOCAL", "note"]
+    from klip_lib.knowledge.annotate import add_facts
+
+    add_facts(index)
+    facts = json.loads((index.parent / read_index(index).set_index("tile_id").loc[cal.name, "facts_path"]).read_text())
+    assert facts["orbit_direction"] == "ascending" and facts["incidence_deg"] == 39.0  # L3 from the annotation
+    assert facts["country"] == "Netherlands" and facts["provenance"]["orbit_direction"]["confidence"] == 1.0
     (reason,) = [why for f, why in report.skipped if "NOGCP" in f]
     assert reason.startswith("Sentinel-1 SAFE product not readable") and "no GCPs" in reason

@@ -43,6 +43,19 @@ def sigma0_lut(calibration_xml: Path, shape: tuple[int, int]) -> np.ndarray:
     return interp(np.stack([rr.ravel(), cc.ravel()], axis=1)).reshape(shape)
 
 
+def annotation_facts(safe: Path) -> dict[str, str]:
+    """Orbit direction, mid-swath incidence and range pixel spacing from the product annotation, where present."""
+    out = {}
+    for xml in sorted((safe / "annotation").glob("*.xml")):
+        root = ET.parse(xml).getroot()
+        for tag, key in (("pass", "ORBIT_DIRECTION"), ("incidenceAngleMidSwath", "INCIDENCE_DEG"),
+                         ("rangePixelSpacing", "PIXEL_SPACING_M")):
+            value = root.findtext(f".//{tag}")
+            if value and key not in out:
+                out[key] = value.strip().lower() if key == "ORBIT_DIRECTION" else value.strip()
+    return out
+
+
 def convert_safe(safe: Path, out_tif: Path, max_px: int = 2048) -> tuple[Path, str]:
     """Write the SAFE product as a lon/lat GeoTIFF (float32; sigma0 linear power when calibrated, else the DN
     amplitude), bands named by polarization; returns (path, note)."""
@@ -88,8 +101,13 @@ def convert_safe(safe: Path, out_tif: Path, max_px: int = 2048) -> tuple[Path, s
             dst.write(warped, i)
             dst.set_band_description(i, pol)
         mission = safe.name[:3].upper()
-        dst.update_tags(PLATFORM="sentinel1", BAND="C", MISSION=mission, CALIBRATED=str(calibrated))
+        ann = annotation_facts(safe)
+        extra = {"INCIDENCE_DEG": ann["INCIDENCE_DEG"]} if "INCIDENCE_DEG" in ann else {}
+        if "PIXEL_SPACING_M" in ann:
+            extra["RESOLUTION_M"] = str(float(ann["PIXEL_SPACING_M"]) * scale)
+        dst.update_tags(PLATFORM="sentinel1", BAND="C", MISSION=mission, CALIBRATED=str(calibrated), **extra)
     note = (f"Sentinel-1 SAFE {safe.name}: " + ("sigma0 from the calibration LUT" if calibrated else
             "uncalibrated (no calibration annotation): DN amplitude, relative dB")
-            + ", warped to lon/lat through its GCPs" + (f", multilooked {scale}x{scale}" if scale > 1 else ""))
+            + ", warped to lon/lat through its GCPs" + (f", multilooked {scale}x{scale}" if scale > 1 else "")
+            + (f", orbit {ann['ORBIT_DIRECTION']}" if "ORBIT_DIRECTION" in ann else ""))
     return out_tif, note

@@ -21,7 +21,8 @@ def tile_info(row) -> TileInfo:
                     lon=centre.x if centre is not None else None, lat=centre.y if centre is not None else None,
                     platform=row.get("platform") or "", band=row.get("band") or "", polarizations=pols,
                     resolution_m=row.get("resolution_m"), incidence_deg=row.get("incidence_deg"),
-                    looks=row.get("looks"), orbit_direction=row.get("orbit_direction") or "",
+                    looks=row.get("looks"),
+                    orbit_direction=next(iter(re.findall(r"orbit (ascending|descending)", str(row.get("note")))), ""),
                     calibrated="uncalibrated" not in str(row.get("note") or ""),
                     label=next(iter(re.findall(r"label: ([^;(]+?) \(", str(row.get("note") or ""))), ""))
 
