@@ -35,7 +35,8 @@ PACKAGE = Path(__file__).resolve().parent
 CODE: dict[str, tuple[str, ...]] = {
     "dataset": ("data/simulate.py", "data/scene.py", "data/render.py", "data/physics.py", "data/targets.py",
                 "data/gazetteer.py", "data/platforms.py", "data/geotiff.py", "data/index.py", "vocab.py"),
-    "import": ("data/importer.py", "data/geotiff.py", "data/index.py", "data/physics.py", "data/gazetteer.py"),
+    "import": ("data/importer.py", "data/geotiff.py", "data/index.py", "data/physics.py", "data/gazetteer.py",
+               "data/safe.py", "knowledge/*.py"),
     "captions": ("hcot/generate.py", "hcot/backends.py", "hcot/chain.py", "hcot/realise.py", "hcot/knowledge.py",
                  "hcot/prompts.py", "hcot/schema.py", "hcot/factcheck.py", "vocab.py"),
     "shards": ("data/dataset.py", "data/geotiff.py", "data/__init__.py"),
@@ -204,8 +205,10 @@ def ensure_dataset(run_dir, preset: str = "smoke", seed: int = 0) -> Path:
 
 def import_dataset(run_dir, source, dn: str = "auto") -> tuple[Path, str]:
     """The files under `source` imported as the run's dataset (replacing another dataset, reused when the same
-    files were imported already); returns the index and the import report (one line per skipped file)."""
+    files were imported already), each tile with its facts record (klip_lib.knowledge: offline geography, sensor
+    metadata, classical SAR methods); returns the index and the import report (one line per skipped file)."""
     from .data import import_folder
+    from .knowledge.annotate import add_facts
 
     src = resolve(source)
     if not src.exists():
@@ -218,7 +221,11 @@ def import_dataset(run_dir, source, dn: str = "auto") -> tuple[Path, str]:
         for old in folder.iterdir():
             if old.name != MANIFEST:
                 shutil.rmtree(old) if old.is_dir() else old.unlink()
-        import_folder(src, folder, dn)
+        index, _ = import_folder(src, folder, encoding=dn)
+        _, problems = add_facts(index)
+        if problems:
+            with open(folder / "import_report.txt", "a") as f:
+                f.write("".join(line + "\n" for line in problems))
 
     wanted = Manifest.wanted("import", {"source": str(src), "files": listing.hexdigest(), "dn": dn})
     build(folder, wanted, make, exists=lambda f: (f / "index.parquet").exists())

@@ -124,8 +124,16 @@ def render_html(executed: Path, out: Path, assets: Path | None = None) -> None:
         out.write_text(body)
 
 
-def execute(nb: Path, run_dir: Path, preset: str, seed: int, kernel: str) -> NotebookResult:
-    """Run one notebook with Papermill; never raises for a failing cell (the result says)."""
+def declares(nb: Path, name: str) -> bool:
+    """Whether a notebook's parameters cell sets `name`."""
+    cells = json.loads(nb.read_text()).get("cells", [])
+    return any("parameters" in c.get("metadata", {}).get("tags", []) and
+               any(line.startswith(f"{name} =") for line in "".join(c["source"]).splitlines()) for c in cells)
+
+
+def execute(nb: Path, run_dir: Path, preset: str, seed: int, kernel: str, source: str = "") -> NotebookResult:
+    """Run one notebook with Papermill; never raises for a failing cell (the result says). `source` (a folder
+    to import as the run's dataset) goes to the notebooks whose parameters declare it."""
     import papermill as pm
 
     result = NotebookResult(number=nb.name[:2], name=nb.stem)
@@ -136,7 +144,8 @@ def execute(nb: Path, run_dir: Path, preset: str, seed: int, kernel: str) -> Not
     try:
         pm.execute_notebook(
             str(nb), str(executed), cwd=str(nb.parent), kernel_name=kernel, progress_bar=False,
-            parameters={"run_dir": str(run_dir), "preset": preset, "seed": seed},
+            parameters={"run_dir": str(run_dir), "preset": preset, "seed": seed,
+                        **({"source": source} if source and declares(nb, "source") else {})},
         )
         result.status = "ok"
     except Exception as e:  # Papermill wraps cell errors; anything else (kernel died) is a failure too
@@ -203,7 +212,7 @@ def point_latest(run_dir: Path) -> None:
 
 def run(preset: str = "smoke", seed: int = 0, only: list[str] | None = None, start: str | None = None,
         name: str | None = None, kernel: str = KERNEL_NAME, notebooks_dir: Path = paths.NOTEBOOKS,
-        reports_dir: Path = paths.REPORTS) -> RunRecord:
+        reports_dir: Path = paths.REPORTS, source: str = "") -> RunRecord:
     """Run the selected notebooks; raises RunError on bad arguments or a failing notebook."""
     try:
         get_preset(preset)
@@ -228,7 +237,7 @@ def run(preset: str = "smoke", seed: int = 0, only: list[str] | None = None, sta
     failed = None
     for i, nb in enumerate(chosen, 1):
         print(f"[{i}/{len(chosen)}] {nb.stem} ...", flush=True)
-        result = execute(nb, run_dir, preset, seed, kernel)
+        result = execute(nb, run_dir, preset, seed, kernel, source)
         record.notebooks.append(result)
         write_json_atomic(run_dir / "run.json", asdict(record))  # so far: the report notebook reads the timings
         print(f"[{i}/{len(chosen)}] {nb.stem} {result.status} in {result.seconds:.1f} s", flush=True)
@@ -256,12 +265,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="start", metavar="NN", help="run from this notebook number on")
     parser.add_argument("--name", help="run folder name under reports/ (default run-<date>-<time>)")
     parser.add_argument("--kernel", default=KERNEL_NAME, help=f"Jupyter kernel (default {KERNEL_NAME})")
+    parser.add_argument("--source", default="", help="a folder of your rasters (GeoTIFFs, chips, SAFE, zips) to "
+                        "import as the run's dataset instead of simulating one")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         run(preset=args.preset, seed=args.seed, only=args.only, start=args.start, name=args.name,
-            kernel=args.kernel)
+            kernel=args.kernel, source=str(paths.resolve(args.source)) if args.source else "")
     except RunError as e:
         print(f"klip run: {e}", file=sys.stderr)
         return 1 if "failed in" in str(e) else 2

@@ -1,5 +1,6 @@
 """GeoTIFF import (bad inputs, real Sentinel-1 chips), index, torch datasets and shards, CLI, light import."""
 
+import json
 import subprocess
 import sys
 
@@ -214,3 +215,130 @@ def test_bad_caption_files_name_the_file(tmp_path, content, words):
     with pytest.raises(ValueError, match=words) as err:
         load_real_captions(path)
     assert str(path) in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+def test_single_polarization_files_of_a_scene_become_one_tile(tmp_path):
+    """Gaofen-3 style 1_HH.tiff .. 1_VV.tiff -> one 4-band tile per scene; a group that does not stack is
+    reported by name and its files imported one by one."""
+    from klip_lib.data import import_folder, read_index, read_tile
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    levels = {"HH": 100, "HV": 20, "VH": 21, "VV": 90}
+    for scene in ("1", "2"):
+        for pol, level in levels.items():
+            _geotiff(src / f"{scene}_{pol}.tiff", rng.integers(level, level + 5, (1, 16, 16)).astype(np.uint16),
+                     descriptions=("",))
+    _geotiff(src / "3_HH.tif", rng.integers(50, 60, (1, 16, 16)).astype(np.uint16), descriptions=("",))
+    _geotiff(src / "3_HV.tif", rng.integers(50, 60, (1, 8, 8)).astype(np.uint16), descriptions=("",))
+    index, report = import_folder(src, tmp_path / "out")
+    table = read_index(index).set_index("tile_id")
+    assert sorted(table.index) == ["geotiff_1", "geotiff_2", "geotiff_3_HH", "geotiff_3_HV"]
+    assert table.loc["geotiff_1", "polarizations"] == "HH,HV,VH,VV"
+    assert "one tile from 1_HH.tiff, 1_HV.tiff, 1_VH.tiff, 1_VV.tiff" in table.loc["geotiff_1", "note"]
+    data, meta = read_tile(tmp_path / "out" / table.loc["geotiff_2", "path"])
+    assert data.shape == (4, 16, 16) and meta.polarizations == ["HH", "HV", "VH", "VV"]
+    means = dict(zip(meta.polarizations, data.reshape(4, -1).mean(1)))  # each band from its own file
+    assert means["HH"] > means["VV"] > means["VH"] > means["HV"]
+    (reason,) = [why for f, why in report.skipped if f.endswith("3")]
+    assert "3_HV.tif differs in size" in reason and "imported one by one" in reason
+
+
+def test_opensarship_zip_archives(tmp_path):
+    """An OpenSARShip-style zip: calibrated patches imported (the uncalibrated twins left), the ship class of the
+    file name kept as the label; a broken zip is one line naming it."""
+    import zipfile
+
+    from klip_lib.data import import_folder, read_index
+    from klip_lib.knowledge.annotate import add_facts
+
+    rng = np.random.default_rng(4)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    _geotiff(parts / "dn.tif", rng.integers(10, 200, (1, 24, 24)).astype(np.uint16), descriptions=("VV",))
+    _geotiff(parts / "cal.tif", rng.uniform(0.001, 0.3, (1, 24, 24)).astype(np.float32), descriptions=("VV",))
+    src = tmp_path / "in"
+    src.mkdir()
+    with zipfile.ZipFile(src / "S1A_IW_GRDH_1SDV_20170101_54D0.zip", "w") as zf:
+        zf.write(parts / "dn.tif", "Patch/VV_Cargo_x100_y200.tif")
+        zf.write(parts / "cal.tif", "Patch_Cal/VV_Cargo_x100_y200.tif")
+        zf.write(parts / "cal.tif", "Patch_Cal/VV_Tanker_x300_y50.tif")
+        zf.writestr("Metedata.xml", "<metadata/>")
+    (src / "broken.zip").write_bytes(b"PK\x03\x04 not really a zip")
+    index, report = import_folder(src, tmp_path / "out")
+    table = read_index(index).set_index("tile_id")
+    assert len(table) == 2 and all("Patch_Cal" in t for t in table.index)
+    notes = " | ".join(table["note"])
+    assert "label: Cargo" in notes and "label: Tanker" in notes and "linear power converted to dB" in notes
+    assert dict(report.skipped)[str(src / "broken.zip")].startswith("not a readable zip archive")
+    add_facts(index)
+    labels = sorted(json.loads((index.parent / p).read_text())["label"] for p in read_index(index)["facts_path"])
+    assert labels == ["Cargo", "Tanker"]
+
+
+def _safe(root, name, dn_level=400, calibration=True, gcps=True):
+    """A small Sentinel-1 GRD SAFE-like product: manifest, VV and VH measurements with GCPs, calibration LUTs."""
+    import rasterio
+    from rasterio.control import GroundControlPoint
+
+    safe = root / f"{name}.SAFE"
+    (safe / "measurement").mkdir(parents=True)
+    (safe / "annotation" / "calibration").mkdir(parents=True)
+    (safe / "manifest.safe").write_text("<xfdu:XFDU/>")
+    (safe / "annotation" / "s1a-iw-grd-vv-20200101t000000-001.xml").write_text(
+        "<product><adsHeader><polarisation>VV</polarisation></adsHeader><generalAnnotation><productInformation>"
+        "<pass>Ascending</pass><rangePixelSpacing>1.0e+01</rangePixelSpacing></productInformation>"
+        "</generalAnnotation><imageAnnotation><imageInformation><incidenceAngleMidSwath>3.9e+01"
+        "</incidenceAngleMidSwath></imageInformation></imageAnnotation></product>")
+    h, w = 40, 60
+    points = [GroundControlPoint(r, c, 4.0 + 0.2 * c / w, 52.1 - 0.1 * r / h) for r in (0, h) for c in (0, w)]
+    for pol in ("vv", "vh"):
+        stem = f"s1a-iw-grd-{pol}-20200101t000000-001"
+        dn = np.full((h, w), dn_level if pol == "vv" else dn_level // 4, np.uint16)
+        with rasterio.open(safe / "measurement" / f"{stem}.tiff", "w", driver="GTiff", width=w, height=h, count=1,
+                           dtype="uint16") as dst:
+            dst.write(dn, 1)
+            if gcps:
+                dst.gcps = (points, "EPSG:4326")
+        if calibration:
+            vectors = "".join(f"<calibrationVector><line>{line}</line><pixel count='2'>0 {w}</pixel>"
+                              f"<sigmaNought count='2'>500 500</sigmaNought></calibrationVector>" for line in (0, h))
+            (safe / "annotation" / "calibration" / f"calibration-{stem}.xml").write_text(
+                f"<calibration><calibrationVectorList>{vectors}</calibrationVectorList></calibration>")
+    return safe
+
+
+def test_sentinel1_safe_products(tmp_path):
+    """A SAFE folder is calibrated to sigma0 and warped through its GCPs; a zipped SAFE without calibration
+    annotation is marked uncalibrated; a product without GCPs is one line naming it."""
+    import shutil
+
+    from klip_lib.data import import_folder, read_index, read_tile
+
+    src = tmp_path / "in"
+    _safe(src, "S1A_IW_GRDH_1SDV_CAL")
+    nocal = _safe(tmp_path / "z", "S1A_IW_GRDH_1SDV_NOCAL", calibration=False)
+    shutil.make_archive(str(src / "S1A_IW_GRDH_1SDV_NOCAL"), "zip", nocal.parent, nocal.name)
+    _safe(src / "bad", "S1A_IW_GRDH_1SDV_NOGCP", gcps=False)
+    index, report = import_folder(src, tmp_path / "out")
+    table = read_index(index).set_index("tile_id")
+    assert sorted(table.index) == ["geotiff_S1A_IW_GRDH_1SDV_CAL", "geotiff_S1A_IW_GRDH_1SDV_NOCAL"], report.lines()
+    cal = table.loc["geotiff_S1A_IW_GRDH_1SDV_CAL"]
+    assert "sigma0 from the calibration LUT" in cal["note"] and "GCPs" in cal["note"]
+    assert cal["polarizations"] == "VH,VV" and cal["platform"] == "sentinel1" and "orbit ascending" in cal["note"]
+    assert cal["incidence_deg"] == 39.0 and cal["resolution_m"] == 10.0
+    centre = cal["geometry"].centroid
+    assert abs(centre.x - 4.1) < 0.02 and abs(centre.y - 52.05) < 0.02
+    data, meta = read_tile(tmp_path / "out" / cal["path"])
+    vv = data[meta.polarizations.index("VV")]
+    assert abs(np.nanmedian(vv) - 20 * np.log10(400 / 500)) < 0.1  # sigma0 = DN^2 / A^2
+    assert "uncalibrated" in table.loc["geotiff_S1A_IW_GRDH_1SDV_NOCAL", "note"]
+    from klip_lib.knowledge.annotate import add_facts
+
+    add_facts(index)
+    facts = json.loads((index.parent / read_index(index).set_index("tile_id").loc[cal.name, "facts_path"]).read_text())
+    assert facts["orbit_direction"] == "ascending" and facts["incidence_deg"] == 39.0  # L3 from the annotation
+    assert facts["country"] == "Netherlands" and facts["provenance"]["orbit_direction"]["confidence"] == 1.0
+    (reason,) = [why for f, why in report.skipped if "NOGCP" in f]
+    assert reason.startswith("Sentinel-1 SAFE product not readable") and "no GCPs" in reason

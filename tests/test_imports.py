@@ -14,6 +14,7 @@ PACKAGE = Path(klip_lib.__file__).resolve().parent
 LAYERS: list[tuple[str, ...]] = [
     ("paths", "vocab", "presets", "dist", "files", "determinism", "viz", "vendor", "errors", "weights"),  # base
     ("data",),  # simulator, GeoTIFF I/O, index, datasets
+    ("knowledge",),  # facts of real tiles: offline geography, sensor metadata, classical SAR methods
     ("hcot",),  # knowledge chain and captions
     ("attention", "encoders", "losses", "model_config", "model"),  # the model
     ("train", "train_bench"),  # pretraining

@@ -106,3 +106,20 @@ def test_bad_run_name(project):
     nbs, reports = project
     with pytest.raises(runner.RunError, match="bad run name"):
         runner.run(name="../escape", notebooks_dir=nbs, reports_dir=reports)
+
+
+def test_source_reaches_the_notebooks_that_declare_it(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    make_nb(nbs, "00_plain", 'from klip_lib.report import save_metrics\nsave_metrics(run_dir, "00_plain", '
+            '{"has_source": "source" in dir()})')
+    nb = make_nb(nbs, "01_import", 'from klip_lib.report import save_metrics\nsave_metrics(run_dir, "01_import", '
+                 '{"source": source})')
+    book = nbf.read(nb, as_version=4)
+    book.cells[1].source += '\nsource = "simulate"'
+    nbf.write(book, nb)
+    assert runner.declares(nb, "source") and not runner.declares(nbs / "00_plain.ipynb", "source")
+    runner.run(name="s", notebooks_dir=nbs, reports_dir=tmp_path / "reports",
+               source="/data/mine")
+    merged = json.loads((tmp_path / "reports" / "s" / "metrics.json").read_text())
+    assert merged == {"00_plain": {"has_source": False}, "01_import": {"source": "/data/mine"}}

@@ -23,6 +23,15 @@ POL_NAMES = {"VV", "VH", "HH", "HV"}
 ASSUMED_POLS = {1: ["VV"], 2: ["VV", "VH"], 4: ["HH", "HV", "VH", "VV"]}  # when the file does not name its bands
 CHIP_SUFFIXES = {".jpg", ".jpeg", ".png"}
 MAX_LABEL_VALUES = 3  # an integer raster with this few distinct values is a class mask, not an image
+POL_FILE = re.compile(r"^(?P<scene>.+?)[_.-](?P<pol>HH|HV|VH|VV)$", re.IGNORECASE)
+"""A single-polarization file of a scene: `1_HH.tiff`, `scene-vv.tif` (grouped with its scene's other files)."""
+RASTER_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
+SHIP_CLASS = re.compile(r"(?:^|[_\-\s])(bulk[_\- ]?carrier|container[_\- ]?ship|general[_\- ]?cargo|cargo|tanker|fishing|"
+                        r"passenger|tug|dredging|search|sailing|pleasure|high[_\- ]?speed|other)(?=$|[_\-\s\d])",
+                        re.IGNORECASE)
+"""OpenSARShip's ship classes, read from a patch's file name (the class becomes the tile's label)."""
+GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+              "int32": "Int32", "float32": "Float32", "float64": "Float64"}
 
 
 class SkipFile(Exception):
@@ -136,6 +145,145 @@ def _read_sample(path: Path) -> np.ndarray:
         raise SkipFile(f"unreadable pixels, file corrupt or truncated ({str(e).splitlines()[0][:120]})") from None
 
 
+def convert_safe_products(files: list[Path], dest: Path, safe_notes: dict) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Sentinel-1 SAFE products among the files (a .SAFE folder, or a zip holding one) converted to one GeoTIFF
+    each under `dest` (klip_lib.data.safe); their files leave the list. `safe_notes` gets {tif: note}."""
+    import zipfile
+
+    from .safe import convert_safe
+
+    out, problems, done = [], [], set()
+    for f in files:
+        safe_dir = next((p for p in f.parents if (p / "manifest.safe").exists()), None)
+        if safe_dir is not None:
+            if safe_dir not in done:
+                done.add(safe_dir)
+                _convert_one(safe_dir, safe_dir, dest, safe_notes, out, problems, convert_safe)
+            continue
+        if f.suffix.lower() == ".zip" and zipfile.is_zipfile(f):
+            with zipfile.ZipFile(f) as zf:
+                if any(n.endswith("manifest.safe") for n in zf.namelist()):
+                    unpacked = dest / "unpacked" / f.stem
+                    zf.extractall(unpacked, [n for n in zf.namelist() if ".." not in n])
+                    safe = next((p.parent for p in sorted(unpacked.rglob("manifest.safe"))), unpacked)
+                    _convert_one(f, safe, dest, safe_notes, out, problems, convert_safe)
+                    continue
+        out.append(f)
+    return out, problems
+
+
+def _convert_one(name: Path, safe: Path, dest: Path, safe_notes: dict, out: list, problems: list, convert) -> None:
+    try:
+        tif, note = convert(safe, dest / f"{safe.name.removesuffix('.SAFE')}.tif")
+    except Exception as e:  # one product's failure never loses the others
+        problems.append((str(name), f"Sentinel-1 SAFE product not readable: {str(e).splitlines()[0][:160]}"))
+        return
+    safe_notes[tif] = note
+    out.append(tif)
+
+
+def extract_archives(files: list[Path], dest: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Zip archives of patches (OpenSARShip: `Patch/*.tif`, `Patch_Cal/*.tif`, a metadata XML) unpacked under
+    `dest/<archive>/`: their rasters replace the archive in the file list; only the calibrated patches where an
+    archive has both. Returns (files, [(archive, reason)] for archives that cannot be read)."""
+    import zipfile
+
+    out, problems = [], []
+    for f in files:
+        if f.suffix.lower() != ".zip":
+            out.append(f)
+            continue
+        try:
+            with zipfile.ZipFile(f) as zf:
+                names = [n for n in zf.namelist() if Path(n).suffix.lower() in RASTER_SUFFIXES and ".." not in n]
+                if any("patch_cal/" in n.lower() for n in names):
+                    names = [n for n in names if "patch_cal/" in n.lower()]
+                if not names:
+                    raise SkipFile("zip archive without GeoTIFF or image patches")
+                for n in names:
+                    target = dest / f.stem / n
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(zf.read(n))
+                    out.append(target)
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            problems.append((str(f), f"not a readable zip archive: corrupt or truncated ({str(e)[:100]})"))
+        except SkipFile as e:
+            problems.append((str(f), str(e)))
+    return out, problems
+
+
+def ship_class(path: Path) -> str:
+    """The OpenSARShip ship class named in a patch's file name, or ''."""
+    m = SHIP_CLASS.search(path.stem)
+    return re.sub(r"[_\- ]+", " ", m.group(1)).title() if m else ""
+
+
+def group_polarizations(files: list[Path], vrt_dir: Path) -> tuple[list[Path], dict[Path, list[Path]], list]:
+    """Single-band GeoTIFFs of one scene (same folder, same stem before _HH/_HV/_VH/_VV) as one multi-band
+    raster: a VRT in `vrt_dir` whose bands are named by polarization. Returns (the files to import, those VRTs
+    among them -> their member files, [(file, reason)] for groups that could not be stacked: their files are
+    then imported one by one)."""
+    groups: dict[tuple[Path, str], dict[str, Path]] = {}
+    for f in files:
+        m = POL_FILE.match(f.stem)
+        if m and f.suffix.lower() in (".tif", ".tiff"):
+            groups.setdefault((f.parent, m["scene"]), {})[m["pol"].upper()] = f
+    out, members, problems = list(files), {}, []
+    for (folder, scene), pols in sorted(groups.items()):
+        if len(pols) < 2:
+            continue
+        try:
+            vrt = _stack_vrt(pols, vrt_dir / f"{re.sub(r'[^A-Za-z0-9_-]+', '_', scene)}.vrt")
+        except SkipFile as e:
+            problems.append((str(folder / scene), f"not grouped into one tile: {e}; its files are imported one by one"))
+            continue
+        for f in pols.values():
+            out.remove(f)
+        out.append(vrt)
+        members[vrt] = [pols[p] for p in sorted(pols)]
+    return out, members, problems
+
+
+def _stack_vrt(pols: dict[str, Path], vrt: Path) -> Path:
+    """A GDAL VRT stacking single-band files (checked to share size, CRS and transform) in HH, HV, VH, VV order."""
+    from xml.sax.saxutils import escape
+
+    import rasterio
+
+    heads = {}
+    for pol, f in pols.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with rasterio.open(f) as src:
+                    heads[pol] = (src.count, src.width, src.height, src.crs, src.transform, src.dtypes[0], src.nodata,
+                                  src.tags())
+        except Exception as e:
+            raise SkipFile(f"{f.name} is not a readable raster ({str(e).splitlines()[0][:100]})") from None
+    first = next(iter(heads.values()))
+    for pol, h in heads.items():
+        if h[0] != 1:
+            raise SkipFile(f"{pols[pol].name} has {h[0]} bands, not 1")
+        if h[1:5] != first[1:5]:
+            raise SkipFile(f"{pols[pol].name} differs in size, CRS or transform from {next(iter(pols.values())).name}")
+    _, w, h, crs, t, dtype, nodata, tags = first
+    if dtype not in GDAL_TYPES:
+        raise SkipFile(f"unsupported data type {dtype}")
+    meta = "".join(f'<MDI key="{escape(k)}">{escape(str(v))}</MDI>' for k, v in tags.items())
+    bands = []
+    for i, pol in enumerate(sorted(pols), start=1):
+        nd = f"<NoDataValue>{nodata}</NoDataValue>" if nodata is not None else ""
+        bands.append(f'<VRTRasterBand dataType="{GDAL_TYPES[dtype]}" band="{i}"><Description>{pol}</Description>{nd}'
+                     f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(pols[pol].resolve()))}'
+                     f'</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>')
+    srs = f"<SRS>{escape(crs.to_wkt())}</SRS>" if crs else ""
+    gt = f"<GeoTransform>{t.c}, {t.a}, {t.b}, {t.f}, {t.d}, {t.e}</GeoTransform>" if crs else ""
+    vrt.parent.mkdir(parents=True, exist_ok=True)
+    vrt.write_text(f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">{srs}{gt}<Metadata>{meta}</Metadata>'
+                   + "".join(bands) + "</VRTDataset>\n")
+    return vrt
+
+
 def _footprint(crs, transform, w, h):
     from rasterio.warp import transform_geom
     from shapely.geometry import box, shape
@@ -161,16 +309,32 @@ def import_folder(src: str | os.PathLike, out: str | os.PathLike, tile_size: int
     if not src.is_dir():
         raise FileNotFoundError(f"import folder {src} does not exist")
     report, rows = ImportReport(), []
-    for path in tqdm(sorted(p for p in src.rglob("*") if p.is_file()), desc="import", unit="file"):
+    safe_notes: dict[Path, str] = {}
+    files, problems = convert_safe_products(sorted(p for p in src.rglob("*") if p.is_file()), out / "safe", safe_notes)
+    files, more = extract_archives(files, out / "extracted")
+    problems += more
+    files, grouped, more = group_polarizations(files, out / "grouped")
+    report.skipped += problems + more
+    for path in tqdm(files, desc="import", unit="file"):
         try:
             info, pols, pol_note, is_chip = _inspect(path)
             meta = read_meta(path)
-            stem = re.sub(r"[^A-Za-z0-9_-]+", "_", str(path.relative_to(src).with_suffix("")))
+            base = next(b for b in (out / "grouped", out / "extracted", out / "safe", src) if path.is_relative_to(b))
+            name = path.relative_to(base).with_suffix("")
+            stem = re.sub(r"[^A-Za-z0-9_-]+", "_", str(name))
+            if path in safe_notes:
+                pol_note = "; ".join(n for n in (pol_note, safe_notes[path]) if n)
+            if ship_class(path):
+                pol_note = "; ".join(n for n in (pol_note, f"label: {ship_class(path)} (ship class from the file name)") if n)
+            if path in grouped:
+                pol_note = "; ".join(n for n in (pol_note, "one tile from " + ", ".join(f.name for f in grouped[path])) if n)
             wins = _windows(info["width"], info["height"], tile_size, max_size)
             sample = _read_sample(path)  # units and masks are decided once per file, never per window
             if info["dtype"].startswith(("int", "uint")) and len(np.unique(sample[np.isfinite(sample)])) <= MAX_LABEL_VALUES:
                 raise SkipFile(f"looks like a class mask ({MAX_LABEL_VALUES} or fewer distinct values), not a SAR image")
             file_encoding = guess_encoding(sample, info["dtype"]) if encoding == "auto" else encoding
+            if "uncalibrated (no calibration annotation)" in safe_notes.get(path, ""):
+                file_encoding = "amplitude"  # a SAFE product's DN, kept as amplitude
             written = []
             for k, win in enumerate(wins):
                 data = _read(path, win, is_chip, info["count"])

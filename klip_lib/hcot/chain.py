@@ -52,9 +52,14 @@ def level1_geoscience(facts: dict) -> Level:
                                  "terrain", "water_present", "water_kinds")}
     water = (f"Water bodies in the tile: {', '.join(out['water_kinds']) or 'water'}." if out["water_present"]
              else "There is no water body in the tile.")
-    text = (f"Geoscience: the tile lies at lon {out['lon']:.2f}, lat {out['lat']:.2f}, near {out['city']}, "
+    if out["water_present"] is None:
+        water = "Whether the tile holds water is unknown."
+    where = (f"lies at lon {out['lon']:.2f}, lat {out['lat']:.2f}" if out["lon"] is not None
+             else "has no georeference (its position is unknown)")
+    site = "the coast is unknown" if out["coastal"] is None else "a coastal site" if out["coastal"] else "an inland site"
+    text = (f"Geoscience: the tile {where}, near {out['city']}, "
             f"{out['country']} ({out['continent']}), {out['climate']} climate; "
-            f"{'a coastal' if out['coastal'] else 'an inland'} site{' on a river' if out['river'] else ''}. "
+            f"{site}{' on a river' if out['river'] else ''}. "
             f"The terrain is {out['terrain']}. {water}")
     return Level("L1", "geoscience", out, text)
 
@@ -70,9 +75,18 @@ def level2_social(facts: dict) -> Level:
     cells = ", ".join(f"{cell}: {cls}" for cell, cls in out["regional_landform"].items())
     text = (f"Social development: the main land cover is {out['main_landform']}; land cover present: {shares}. "
             f"Main class per 3x3 cell: {cells}. Building density: {out['buildings']}; roads: {out['roads']}. "
-            f"The city {'has' if out['has_port'] else 'has no'} port and "
-            f"{'has' if out['has_airport'] else 'has no'} airport.")
+            f"Port: {_yes_no(out['has_port'], 'the city has a port', 'the city has no port')}; airport: "
+            f"{_yes_no(out['has_airport'], 'the city has an airport', 'the city has no airport')}.")
     return Level("L2", "social development", out, text)
+
+
+def _yes_no(value, yes: str, no: str) -> str:
+    """`yes` / `no` for True / False, 'unknown' for None (a fact no source knows)."""
+    return "unknown" if value is None else yes if value else no
+
+
+def _known(value, fmt: str, unit: str = "") -> str:
+    return "unknown" if value is None else f"{value:{fmt}}{unit}"
 
 
 def level3_sar(facts: dict) -> Level:
@@ -88,12 +102,13 @@ def level3_sar(facts: dict) -> Level:
              "forest gives a medium, grainy volume scattering" if "forest" in present else None,
              "fields and bare soil are dark to medium with smooth texture" if present & {"farmland", "bare"} else None,
              "runways and roads are dark smooth strips" if present & {"road", "airport"} else None,
-             "slopes facing the sensor are bright and may show layover" if facts["terrain"] != "plain" else None]
+             "slopes facing the sensor are bright and may show layover" if facts["terrain"] in ("hilly", "mountain")
+            else None]
     out["rules"] = [r for r in rules if r]
     wl = f" ({out['wavelength_cm']} cm)" if out["wavelength_cm"] else ""
     text = (f"SAR knowledge: {out['platform']} {out['band']}-band{wl}, {'/'.join(out['polarizations'])} "
-            f"polarization, {out['resolution_m']} m pixels, incidence {out['incidence_deg']:.1f} deg, "
-            f"{out['looks']} looks. " + "; ".join(out["rules"]).capitalize() + ".")
+            f"polarization, {_known(out['resolution_m'], '', ' m')} pixels, incidence {_known(out['incidence_deg'], '.1f', ' deg')}, "
+            f"{_known(out['looks'], '')} looks. " + "; ".join(out["rules"]).capitalize() + ".")
     return Level("L3", "SAR knowledge", out, text)
 
 
@@ -104,14 +119,15 @@ def level4_instances(facts: dict) -> Level:
     classes = {}
     lines = []
     for cls, targets in groups.items():
-        lengths = [t["length_m"] for t in targets]
+        lengths = [t["length_m"] for t in targets if t["length_m"] is not None]
         classes[cls] = {"count": len(targets), "types": list(dict.fromkeys(t["type"] for t in targets)),
-                        "length_m": [min(lengths), max(lengths)], "cells": target_cells(targets)}
+                        "length_m": [min(lengths), max(lengths)] if lengths else None, "cells": target_cells(targets)}
         for t in targets:
             x0, y0, x1, y1 = t["bbox"]
-            lines.append(f"{cls} {t['id']}: box {x1 - x0}x{y1 - y0} px at {res} m spacing, "
-                         f"{t['length_m']:.0f} m long, {t['width_m']:.0f} m wide, type {t['type']}, "
-                         f"in the {t['grid_cell']} cell")
+            size = (f"{t['length_m']:.0f} m long, {t['width_m']:.0f} m wide" if t["length_m"] is not None
+                    else "size unknown (no pixel spacing)")
+            lines.append(f"{cls} {t['id']}: box {x1 - x0}x{y1 - y0} px at {_known(res, '', ' m')} spacing, "
+                         f"{size}, type {t['type']}, in the {t['grid_cell']} cell")
     out = {"counts": {c: facts["counts"].get(c, 0) for c in TARGET_CLASSES}, "classes": classes,
            "distribution": target_distribution(facts), "region": target_region(facts)}
     if not groups:

@@ -131,7 +131,10 @@ def _norm(s: str) -> str:
 
 
 def check_terrain(text, facts):
-    """The terrain classes named are exactly the tile's terrain."""
+    """The terrain classes named are exactly the tile's terrain (not checkable when it is unknown)."""
+    if facts["terrain"] == "unknown":
+        found = mentions(text, TERRAIN_WORDS)
+        return (False, f"terrain claimed {found}, facts unknown") if found else (None, "terrain unknown")
     found = set(mentions(text, TERRAIN_WORDS))
     return found == {facts["terrain"]}, f"terrain claimed {sorted(found)}, facts {facts['terrain']}"
 
@@ -173,6 +176,8 @@ def check_buildings(text, facts):
 def check_roads(text, facts):
     """The road level named is the tile's."""
     claim, truth = first_mention(text, ROAD_WORDS), knowledge.road_level(facts)
+    if truth == "unknown":
+        return None, "roads not measured"
     return claim == truth, f"roads claimed {claim}, facts {truth}"
 
 
@@ -187,6 +192,8 @@ def water_claim(text: str) -> bool | None:
 def check_water(text, facts):
     """Water presence agrees, and every water kind named is there."""
     present = water_claim(text)
+    if facts["water_present"] is None:
+        return None, "water unknown: not checkable"
     if present is None:
         return False, "no claim about water"
     if present != facts["water_present"]:
@@ -235,10 +242,17 @@ def check_size(text, facts):
         if cls not in groups:
             wrong.append((cls, values))
             continue
-        lo = min(t["length_m"] for t in groups[cls]) * (1 - SIZE_TOLERANCE) - res
-        hi = max(t["length_m"] for t in groups[cls]) * (1 + SIZE_TOLERANCE) + res
+        known = [t["length_m"] for t in groups[cls] if t["length_m"] is not None]
+        if not known:
+            wrong.append((cls, values))  # a length claimed where no source knows one
+            continue
+        lo = min(known) * (1 - SIZE_TOLERANCE) - (res or 0)
+        hi = max(known) * (1 + SIZE_TOLERANCE) + (res or 0)
         wrong += [(cls, v) for v in values if not lo <= v <= hi]
-    missing = [c for c in groups if c not in {c for c, _ in claims}]
+    sized = [c for c in groups if any(t["length_m"] is not None for t in groups[c])]
+    if not sized and not claims:
+        return None, "sizes unknown (no pixel spacing)"
+    missing = [c for c in sized if c not in {c for c, _ in claims}]
     return not wrong and not missing, f"lengths out of range {wrong}, classes without a size {missing}"
 
 
@@ -265,11 +279,13 @@ def check_region(text, facts):
 def check_environment(text, facts):
     """The city or country is named and any coastal / inland claim agrees."""
     lower = text.lower()
+    if facts["city"] == "unknown" and facts["country"] == "unknown":
+        return (None, "location unknown") if "unknown" in lower else (False, "names a place for an unplaced tile")
     if facts["city"].lower() not in lower and facts["country"].lower() not in lower:
         return False, f"neither {facts['city']} nor {facts['country']} named"
     coast_claim = re.search(r"\bcoast(?:al)?\b|\bseaside\b", lower)
     inland_claim = re.search(r"\binland\b", lower)
-    if (coast_claim and not facts["coastal"]) or (inland_claim and facts["coastal"]):
+    if facts["coastal"] is not None and ((coast_claim and not facts["coastal"]) or (inland_claim and facts["coastal"])):
         return False, f"coastal claim contradicts coastal={facts['coastal']}"
     return True, "place agrees"
 

@@ -29,7 +29,9 @@ def building_density(facts: dict) -> str:
 
 
 def road_level(facts: dict) -> str:
-    """major / minor / none from the road fraction."""
+    """major / minor / none from the road fraction; unknown where roads were not measured (real tiles)."""
+    if "road" in facts.get("not_measured", ()):
+        return "unknown"
     return _bin(facts["landcover_fractions"].get("road", 0.0), ROAD_BINS)
 
 

@@ -31,7 +31,8 @@ BUILDING_PHRASES = {"dense": ("dense, compact buildings", "abundant buildings"),
                     "none": ("no buildings visible", "none visible")}
 ROAD_PHRASES = {"major": ("major road network clearly visible", "main roads run across the tile"),
                 "minor": ("minor, narrow roads", "a few small roads"),
-                "none": ("no visible roads", "none visible")}
+                "none": ("no visible roads", "none visible"),
+                "unknown": ("unknown (not measured in the image)",)}
 WATER_KIND_NAMES = {"river": "a river", "coast": "the coast", "lake": "a lake", "port basin": "port basins"}
 FEATURE_PHRASES = {
     "ship": ("ships show bright, elongated returns on a dark background", "ships appear as bright linear "
@@ -61,6 +62,8 @@ def _count(n: int, cls: str, rng: random.Random) -> str:
 
 def terrain(facts, rng):
     """Terrain class."""
+    if facts["terrain"] not in TERRAIN_NAMES:
+        return "Terrain type: unknown (no elevation source)"
     name = rng.choice(TERRAIN_NAMES[facts["terrain"]])
     return rng.choice(("The terrain is classified as {}", "Terrain type: {}", "The terrain is a {}")).format(name)
 
@@ -115,6 +118,8 @@ def roads(facts, rng):
 
 def water(facts, rng):
     """Water bodies, or none."""
+    if facts["water_present"] is None:
+        return "Water presence: unknown (no threshold separates water in this image)"
     if not facts["water_present"]:
         return "Water presence: " + rng.choice(("none visible", "no water bodies visible"))
     kinds = [WATER_KIND_NAMES[k] for k in facts["water_kinds"]] or ["open water"]
@@ -148,7 +153,11 @@ def size(facts, rng):
     """Length range per target class."""
     parts = []
     for cls, ts in knowledge.targets_by_class(facts).items():
-        lo, hi = min(t["length_m"] for t in ts), max(t["length_m"] for t in ts)
+        lengths = [t["length_m"] for t in ts if t["length_m"] is not None]
+        if not lengths:
+            parts.append(f"the size of the {PLURALS[cls]} is unknown (no pixel spacing)")
+            continue
+        lo, hi = min(lengths), max(lengths)
         if round(lo) == round(hi):
             verb = rng.choice(("measure", "span"))
             parts.append(f"the {PLURALS[cls]} {verb} about {hi:.0f} m" if len(ts) > 1
@@ -179,11 +188,14 @@ def region(facts, rng):
 
 
 def environment(facts, rng):
-    """City, country, coastal or inland, climate."""
-    setting = "a coastal" if facts["coastal"] else "an inland"
-    return "Environment: " + rng.choice(("near {city}, {country}, {setting} site with a {climate} climate",
-                                         "{city} ({country}), {setting} setting, {climate} climate")).format(
-        city=facts["city"], country=facts["country"], setting=setting, climate=facts["climate"])
+    """City, country, coastal or inland, climate (what no source knows is said to be unknown)."""
+    if facts["city"] == "unknown" and facts["country"] == "unknown":
+        return "Environment: location unknown (no georeference)"
+    setting = {True: "a coastal", False: "an inland", None: "a"}[facts["coastal"]]
+    climate = "an unknown climate" if facts["climate"] == "unknown" else f"a {facts['climate']} climate"
+    return "Environment: " + rng.choice(("near {city}, {country}, {setting} site with {climate}",
+                                         "{city} ({country}), {setting} setting, {climate}")).format(
+        city=facts["city"], country=facts["country"], setting=setting, climate=climate)
 
 
 REALISERS = {
