@@ -6,7 +6,8 @@ Two kinds of metric:
 - a mean of per-item scores (accuracy, recall@k hit indicators, per-question VQA correctness, per-caption
   CIDEr): `mean_interval`, BCa through `scipy.stats.bootstrap` (vectorised, `N_RESAMPLES` resamples). Where
   the items come in clusters (the captions or questions of one tile), `groups` resamples whole clusters and
-  the statistic is the mean over the items of the drawn clusters;
+  the statistic is the mean over the items of the drawn clusters (percentile method above `BCA_MAX_ITEMS`
+  items or clusters, where the jackknife gets slow and BCa's correction small);
 - a metric that is not a mean of items (mIoU over tiles, mAP over images, r_mean over images and captions):
   `metric_interval` resamples item indices and recomputes the metric through a callback on them, percentile
   method (BCa's jackknife would cost n more evaluations), `N_RESAMPLES_METRIC` resamples.
@@ -26,20 +27,23 @@ CONFIDENCE = 0.95
 N_RESAMPLES = 2000  # resamples of a mean (vectorised: milliseconds for thousands of items)
 N_RESAMPLES_METRIC = 500  # resamples of a recomputed metric (one callback per resample)
 MIN_TEST_ITEMS = 200  # below this a test set is a plumbing check (DESIGN.md)
+BCA_MAX_ITEMS = 5000  # BCa's jackknife costs n statistics of n items: above this, the percentile method
 
 
 def _bootstrap(data: tuple, statistic, *, vectorized: bool, paired: bool, method: str, n_resamples: int,
                confidence: float, seed: int) -> tuple[float, float]:
     from scipy.stats import bootstrap
 
+    # resamples (and BCa's jackknife samples) drawn `batch` at a time: at most ~4M values in memory
+    batch = max(1, min(n_resamples, 4_000_000 // max(1, len(data[0]))))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DegenerateDataWarning: handled below by the percentile fallback
         res = bootstrap(data, statistic, n_resamples=n_resamples, confidence_level=confidence, method=method,
-                        vectorized=vectorized, paired=paired, rng=np.random.default_rng(seed))
+                        vectorized=vectorized, paired=paired, batch=batch, rng=np.random.default_rng(seed))
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if method != "percentile" and not (np.isfinite(low) and np.isfinite(high)):
             res = bootstrap(data, statistic, n_resamples=n_resamples, confidence_level=confidence,
-                            method="percentile", vectorized=vectorized, paired=paired,
+                            method="percentile", vectorized=vectorized, paired=paired, batch=batch,
                             rng=np.random.default_rng(seed))
             low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return low, high
@@ -65,11 +69,12 @@ def mean_interval(scores: Sequence[float] | np.ndarray, groups: Sequence | None 
         return float(scores[0]), float(scores[0])
     if len(sums) < 2:
         return float("nan"), float("nan")
+    method = "BCa" if len(sums) <= BCA_MAX_ITEMS else "percentile"
     if groups is None:
-        return _bootstrap((scores,), np.mean, vectorized=True, paired=False, method="BCa",
+        return _bootstrap((scores,), np.mean, vectorized=True, paired=False, method=method,
                           n_resamples=n_resamples, confidence=confidence, seed=seed)
     ratio = lambda s, c, axis=-1: s.sum(axis=axis) / c.sum(axis=axis)  # noqa: E731
-    return _bootstrap((sums, counts), ratio, vectorized=True, paired=True, method="BCa",
+    return _bootstrap((sums, counts), ratio, vectorized=True, paired=True, method=method,
                       n_resamples=n_resamples, confidence=confidence, seed=seed)
 
 
