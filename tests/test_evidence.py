@@ -220,3 +220,14 @@ def test_grouped_bars_draw_error_bars_where_intervals_are_given():
     segments = bars[0].errorbar.lines[2][0].get_segments()
     assert [tuple(np.round(s[:, 1], 6)) for s in segments] == [(0.4, 0.6), (0.6, 0.9)]
     assert viz.error_bars([0.5, None], [(0.4, 0.7), None]).tolist()[0][0] == pytest.approx(0.1)
+
+
+def test_headline_bars_show_each_blocks_interval_and_test_size():
+    from matplotlib.container import BarContainer
+
+    blocks = {name: b for m in METRICS.values() for name, b in m["tasks"].items()}
+    fig = viz.headline_bars(blocks)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["retrieval/sim\nr_mean (n=8)", "classification/sim\nacc (n=400)"]
+    bars = {c.get_label(): c for c in ax.containers if isinstance(c, BarContainer)}
+    assert bars["klip"].errorbar is not None and bars["random"].errorbar is None
