@@ -231,3 +231,14 @@ def test_headline_bars_show_each_blocks_interval_and_test_size():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["retrieval/sim\nr_mean (n=8)", "classification/sim\nacc (n=400)"]
     bars = {c.get_label(): c for c in ax.containers if isinstance(c, BarContainer)}
     assert bars["klip"].errorbar is not None and bars["random"].errorbar is None
+
+
+def test_retrieval_ranks_without_a_matching_head():
+    """ITC-only models (external CLIP-style checkpoints): both ways ranked from the [images, texts] similarity."""
+    model = tiny_model().eval()
+    model.has_itm = False
+    data = retrieval.SplitData(images=torch.randn(3, 2, 32, 32), tile_ids=list("abc"), facts=[{}] * 3,
+                               records=[[{"text": f"{i} ships"}, {"text": f"{i} tanks"}] for i in range(3)])
+    out = retrieval.evaluate_retrieval(model, data)
+    assert out["scores"].shape == (3, 6) and len(out["ranks"]["i2t"]) == 3 and len(out["ranks"]["t2i"]) == 6
+    assert out["metrics"]["i2t_r5"] == out["metrics"]["t2i_r5"] == 1.0  # 3 images, 6 captions: all within 5

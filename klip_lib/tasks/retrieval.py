@@ -167,7 +167,7 @@ def evaluate_retrieval(model: KlipModel, data: SplitData, cfg: RetrievalConfig |
     texts, text_image = retrieval_texts(data)
     sim = itc_scores(model, data.images, texts, cfg.batch_size)
     # models without a matching head (external CLIP-style checkpoints) are ranked by ITC alone
-    i2t, t2i = itm_rerank(model, data.images, texts, sim, cfg) if getattr(model, "has_itm", True) else (sim, sim.T)
+    i2t, t2i = itm_rerank(model, data.images, texts, sim, cfg) if getattr(model, "has_itm", True) else (sim, sim)
     ranks = {"i2t": query_ranks(i2t.numpy(), text_image)["i2t"], "t2i": query_ranks(t2i.numpy(), text_image)["t2i"]}
     itc = {f"itc_{k}": v for k, v in recall_at_k(sim.numpy(), text_image).items()}
     return {"metrics": {**recalls_from_ranks(ranks), **itc}, "ranks": ranks, "scores": t2i.numpy(), "texts": texts,
