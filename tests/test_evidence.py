@@ -96,7 +96,7 @@ def test_vqa_per_question_correctness_gives_the_accuracy():
     preds = [str((i * 7) % 4) for i in range(30)]
     assert vqa.correct(qs, preds).mean() == vqa.accuracy(qs, preds)["accuracy"]
     block = vqa.task_block(qs, {"klip": preds, "majority": ["0"] * 30}, "majority", "majority answer per kind")
-    assert block["n_test"] == 30 and block["n_tiles"] == 10 and set(block["ci"]) == {"klip", "majority answer per kind"}
+    assert block["n_test"] == block["questions"] == 30 and block["n_tiles"] == 10 and set(block["ci"]) == {"klip", "majority answer per kind"}
     assert block["baseline"]["name"] == "majority answer per kind" and set(block["models"]) == {"klip"}
     low, high = block["ci"]["klip"]
     assert low <= block["models"]["klip"]["accuracy"] <= high

@@ -128,7 +128,8 @@ def task_block(questions: list[Question], answers: dict[str, list[str]], baselin
     ci = {name if n == baseline else n: accuracy_intervals(questions, a, seed)["accuracy"] for n, a in answers.items()}
     return {"task": "vqa", "headline": "accuracy", "higher_is_better": True,
             "models": {n: s for n, s in scores.items() if n != baseline}, "baseline": {"name": name, **scores[baseline]},
-            "ci": ci, "n_test": len(questions), "n_tiles": len({q.tile for q in questions}), **extra}
+            "ci": ci, "n_test": len(questions), "questions": len(questions), "n_tiles": len({q.tile for q in questions}),
+            **extra}
 
 
 @dataclass
