@@ -136,6 +136,9 @@ def describe(name: str, block: dict) -> str:
     rows = {m: s.get(key) for m, s in block["models"].items()}
     if isinstance(block.get("baseline"), dict) and block["baseline"].get("name"):
         rows[block["baseline"]["name"]] = block["baseline"].get(key)
-    scored = "; ".join(f"{m} {format_interval(v, cis.get(m))}" for m, v in rows.items())
+    undefined = lambda ci: ci is not None and not all(c is not None and np.isfinite(c) for c in ci)  # noqa: E731
+    scored = "; ".join(f"{m} {format_interval(v, cis.get(m))}" + (" [no interval: undefined in some resamples]"
+                                                                  if undefined(cis.get(m)) else "")
+                       for m, v in rows.items())
     flag = small_test_set(block)
     return f"{name} {key} (n_test={block.get('n_test')}, 95% CI): {scored}" + (f"\n  {flag}" if flag else "")
