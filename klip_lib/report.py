@@ -98,6 +98,49 @@ def comparison_table(metrics: dict[str, dict]):
     return pd.DataFrame(columns).astype(float)
 
 
+def _headline_label(name: str, block: dict) -> str:
+    return f"{name} {block['headline']}" + ("" if block.get("higher_is_better", True) else " ↓")
+
+
+def interval_tables(metrics: dict[str, dict]):
+    """(low, high): two models x tasks DataFrames shaped like `comparison_table`, the ends of each headline's 95%
+    bootstrap interval (the block's `ci`; NaN where a block or model has none)."""
+    import pandas as pd
+
+    ends = ({}, {})
+    for name, block in sorted(task_blocks(metrics).items()):
+        cis = block.get("ci") or {}
+        for k, end in enumerate(ends):
+            end[_headline_label(name, block)] = {m: (cis.get(m) or [None, None])[k] for m in block["models"]}
+    return pd.DataFrame(ends[0]).astype(float), pd.DataFrame(ends[1]).astype(float)
+
+
+def display_table(metrics: dict[str, dict], digits: int = 3):
+    """`comparison_table` as strings for display, each headline with its interval ('0.583 [0.410, 0.720]'), and
+    a last row `n_test` with each task's test-set size."""
+    from .evidence import format_interval
+
+    table = comparison_table(metrics)
+    low, high = interval_tables(metrics)
+    out = table.astype(object)
+    for col in table.columns:
+        for model in table.index:
+            v, lo, hi = table.at[model, col], low.get(col, {}).get(model), high.get(col, {}).get(model)
+            ci = None if lo is None or hi is None else (lo, hi)
+            out.at[model, col] = format_interval(None if v != v else float(v), ci, digits)
+    n_test = {_headline_label(name, b): b.get("n_test") for name, b in task_blocks(metrics).items()}
+    out.loc["n_test"] = [("n/a" if n_test.get(c) is None else str(n_test[c])) for c in out.columns]
+    return out
+
+
+def small_test_sets(metrics: dict[str, dict]) -> dict[str, str]:
+    """{task: one-line warning} for every task block whose test set is too small to be evidence
+    (`evidence.small_test_set`: fewer than `evidence.MIN_TEST_ITEMS` items, or no size recorded)."""
+    from .evidence import small_test_set
+
+    return {name: line for name, block in sorted(task_blocks(metrics).items()) if (line := small_test_set(block))}
+
+
 def radar_scores(table):
     """The comparison table with lower-is-better columns inverted (best / value), ready for `viz.radar_chart`."""
     out = table.copy()

@@ -101,10 +101,24 @@ def radar_chart(scores, title: str = "", save_to=None, baselines=None, methods=N
     return fig
 
 
+def error_bars(values: list, intervals: list) -> np.ndarray | None:
+    """matplotlib's asymmetric yerr [2, n] (value - low, high - value) from (low, high) pairs; NaN where a value
+    or its interval is missing (no bar drawn), None when there is no interval at all."""
+    if not any(ci is not None for ci in intervals):
+        return None
+    err = np.full((2, len(values)), np.nan)
+    for j, (v, ci) in enumerate(zip(values, intervals)):
+        if v is not None and ci is not None and None not in ci:
+            err[:, j] = [max(v - ci[0], 0.0), max(ci[1] - v, 0.0)]
+    return err
+
+
 def grouped_bars(groups: dict[str, dict[str, float]], title: str = "", ylabel: str = "", save_to=None,
-                 categories: list[str] | None = None, ylim: tuple[float, float] | None = None):
+                 categories: list[str] | None = None, ylim: tuple[float, float] | None = None,
+                 intervals: dict[str, dict[str, tuple[float, float]]] | None = None):
     """Bars of several series (e.g. models, or L0 / HCoT / HCoT+L5) over shared categories, in the order given
-    (default: sorted); a missing or None value leaves a gap."""
+    (default: sorted); a missing or None value leaves a gap. `intervals` ({series: {category: (low, high)}},
+    e.g. 95% bootstrap intervals) draws error bars where given."""
     import matplotlib.pyplot as plt
 
     categories = categories or sorted({c for series in groups.values() for c in series})
@@ -114,7 +128,9 @@ def grouped_bars(groups: dict[str, dict[str, float]], title: str = "", ylabel: s
     for i, (name, series) in enumerate(groups.items()):
         xs = np.arange(len(categories)) + (i - (len(groups) - 1) / 2) * width
         values = [series.get(c) for c in categories]
-        ax.bar(xs, [np.nan if v is None else v for v in values], width, label=name)
+        yerr = error_bars(values, [(intervals or {}).get(name, {}).get(c) for c in categories])
+        ax.bar(xs, [np.nan if v is None else v for v in values], width, label=name, yerr=yerr,
+               error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "0.2"})
     ax.set_xticks(np.arange(len(categories)))
     ax.set_xticklabels(categories, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
@@ -125,3 +141,23 @@ def grouped_bars(groups: dict[str, dict[str, float]], title: str = "", ylabel: s
     if save_to:
         fig.savefig(save_to, dpi=110)
     return fig
+
+
+def headline_bars(blocks: dict[str, dict], title: str = "", save_to=None):
+    """Each task block's headline per model (and its baseline, where it has one) as bars over the tasks, with the
+    blocks' 95% intervals (`ci`) as error bars and each task's test-set size under its name."""
+    groups: dict[str, dict[str, float]] = {}
+    intervals: dict[str, dict[str, tuple[float, float]]] = {}
+    categories = []
+    for name, block in blocks.items():
+        key, label = block["headline"], f"{name}\n{block['headline']} (n={block.get('n_test', '?')})"
+        categories.append(label)
+        rows = {m: s.get(key) for m, s in block["models"].items()}
+        if isinstance(block.get("baseline"), dict) and block["baseline"].get("name"):
+            rows[block["baseline"]["name"]] = block["baseline"].get(key)
+        for m, v in rows.items():
+            groups.setdefault(m, {})[label] = v
+            if (block.get("ci") or {}).get(m) is not None:
+                intervals.setdefault(m, {})[label] = tuple(block["ci"][m])
+    return grouped_bars(groups, title or "headline with 95% bootstrap interval", "score", save_to=save_to,
+                        categories=categories, intervals=intervals)

@@ -12,7 +12,8 @@ PACKAGE = Path(klip_lib.__file__).resolve().parent
 
 # lowest first; a module's layer is that of its first name below klip_lib
 LAYERS: list[tuple[str, ...]] = [
-    ("paths", "vocab", "presets", "dist", "files", "determinism", "viz", "vendor", "errors", "weights"),  # base
+    ("paths", "vocab", "presets", "dist", "files", "determinism", "viz", "vendor", "errors", "weights",
+     "evidence"),  # base
     ("data",),  # simulator, GeoTIFF I/O, index, datasets
     ("knowledge",),  # facts of real tiles: offline geography, sensor metadata, classical SAR methods
     ("hcot",),  # knowledge chain and captions

@@ -395,12 +395,57 @@ def score_captions(captions: list[dict], data: SplitData) -> dict:
             **{f"fact/{d}": v for d, v in facts.items()}}
 
 
-def plot_fact_accuracy(metrics: dict[str, dict], path: str | os.PathLike | None = None):
-    """Bars of the fact accuracy per caption dimension, one colour per model (the baseline included)."""
+def cider_items(captions: list[dict], data: SplitData) -> np.ndarray:
+    """CIDEr-D of each whole caption against its tile's references (pycocoevalcap's per-image scores, document
+    frequencies from the whole split); their mean is `ngram_scores`' cider."""
+    from pycocoevalcap.cider.cider import Cider
+
+    res = {i: [metric_tokens(c["text"])] for i, c in enumerate(captions)}
+    gts = {i: [metric_tokens(r["text"]) for r in recs] for i, recs in enumerate(data.records)}
+    return np.asarray(Cider().compute_score(gts, res)[1], dtype=np.float64)
+
+
+def fact_intervals(captions: list[dict], facts: list[dict], seed: int = 0) -> dict[str, list[float]]:
+    """95% bootstrap interval of the fact accuracy of each dimension (`fact/<dimension>`) over the captions it
+    was checked on."""
+    from ..evidence import mean_interval
+
+    marks = [check_caption(c, f) for c, f in zip(captions, facts)]
+    out = {}
+    for d in CAPTION_DIMENSIONS:
+        checked = [float(m[d]) for m in marks if m[d] is not None]
+        if checked:
+            out[f"fact/{d}"] = list(mean_interval(checked, seed=seed))
+    return out
+
+
+def task_block(captions: dict[str, list[dict]], data: SplitData, baseline: str, baseline_name: str | None = None,
+               scores: dict[str, dict] | None = None, seed: int = 0, **extra) -> dict:
+    """The metrics block of captioning (headline: CIDEr of whole captions) from every model's captions and the
+    baseline's (`captions[baseline]`, saved under `baseline_name`), with `ci` (95% bootstrap interval of each
+    one's CIDEr over the test tiles, the mean of `cider_items`, document frequencies held at the whole split's)
+    and `n_test` (captioned tiles). `scores`: the `score_captions` results when already computed."""
+    from ..evidence import mean_interval
+
+    scores = scores or {name: score_captions(caps, data) for name, caps in captions.items()}
+    name = baseline_name or baseline
+    ci = {name if n == baseline else n: list(mean_interval(cider_items(caps, data), seed=seed))
+          for n, caps in captions.items()}
+    return {"task": "captioning", "headline": "cider", "higher_is_better": True,
+            "models": {n: s for n, s in scores.items() if n != baseline}, "baseline": {"name": name, **scores[baseline]},
+            "ci": ci, "n_test": len(data.tile_ids), "tiles": len(data.tile_ids), **extra}
+
+
+def plot_fact_accuracy(metrics: dict[str, dict], path: str | os.PathLike | None = None,
+                       intervals: dict[str, dict[str, list[float]]] | None = None):
+    """Bars of the fact accuracy per caption dimension, one colour per model (the baseline included); error bars
+    from `intervals` ({name: fact_intervals(...)}) where given."""
     from ..viz import grouped_bars
 
+    bars = {name: {k.split("/", 1)[1]: ci for k, ci in cis.items()} for name, cis in (intervals or {}).items()}
     return grouped_bars({name: {d: m.get(f"fact/{d}") for d in CAPTION_DIMENSIONS} for name, m in metrics.items()},
-                        ylabel="fact accuracy", save_to=path, categories=list(CAPTION_DIMENSIONS), ylim=(0, 1.05))
+                        ylabel="fact accuracy", save_to=path, categories=list(CAPTION_DIMENSIONS), ylim=(0, 1.05),
+                        intervals=bars)
 
 
 def plot_examples(data: SplitData, captions: dict[str, list[dict]], tiles: int = 2,

@@ -183,7 +183,9 @@ def zero_shot(model, images: torch.Tensor, prompts: list[str], batch_size: int =
 def evaluate_classification(models: dict, chips: Chips, seeds: tuple[int, ...] = (0, 1, 2),
                             probe: ProbeConfig | None = None, tune: FinetuneConfig | None = None) -> dict:
     """Every model scored on the same split: linear-probe accuracy per seed (mean and sample std), fine-tuned
-    and zero-shot accuracy (first seed), and the probe's confusion matrix of the first seed."""
+    and zero-shot accuracy (first seed), the probe's confusion matrix of the first seed, and per test chip
+    (`items`) its probe correctness averaged over the seeds and its fine-tuned and zero-shot correctness: the
+    mean of each is the matching accuracy (the intervals of `task_block` resample them)."""
     probe, tune = probe or ProbeConfig(), tune or FinetuneConfig()
     (train_x, train_y), (test_x, test_y) = chips.part("train"), chips.part("test")
     if not len(train_x) or not len(test_x):
@@ -191,25 +193,36 @@ def evaluate_classification(models: dict, chips: Chips, seeds: tuple[int, ...] =
     n, prompts, out = len(chips.classes), class_prompts(chips.classes), {}
     for name, model in models.items():
         f_train, f_test = pooled_features(model.visual, train_x), pooled_features(model.visual, test_x)
-        runs = [classification_metrics(linear_probe(f_train, train_y, f_test, n, probe, s), test_y, n) for s in seeds]
+        probe_preds = [linear_probe(f_train, train_y, f_test, n, probe, s) for s in seeds]
+        runs = [classification_metrics(p, test_y, n) for p in probe_preds]
         acc = [r["accuracy"] for r in runs]
-        tuned = classification_metrics(finetune(model.visual, (train_x, train_y), test_x, n, tune, seeds[0]), test_y, n)
-        zs = (classification_metrics(zero_shot(model, test_x, prompts), test_y, n)
-              if getattr(model, "has_text", True) else {"accuracy": None})  # image-only external backbones
+        tuned_preds = finetune(model.visual, (train_x, train_y), test_x, n, tune, seeds[0])
+        tuned = classification_metrics(tuned_preds, test_y, n)
+        zs_preds = zero_shot(model, test_x, prompts) if getattr(model, "has_text", True) else None
+        zs = classification_metrics(zs_preds, test_y, n) if zs_preds is not None else {"accuracy": None}  # image-only
+        items = {"linear_probe_accuracy": torch.stack([p == test_y for p in probe_preds]).double().mean(0).numpy(),
+                 "finetune_accuracy": (tuned_preds == test_y).double().numpy(),
+                 "zero_shot_accuracy": None if zs_preds is None else (zs_preds == test_y).double().numpy()}
         out[name] = {"linear_probe_accuracy": float(np.mean(acc)),
                      "linear_probe_accuracy_std": float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0,
                      "linear_probe_accuracy_seeds": acc,
                      "linear_probe_balanced_accuracy": float(np.mean([r["balanced_accuracy"] for r in runs])),
                      "finetune_accuracy": tuned["accuracy"], "zero_shot_accuracy": zs["accuracy"],
-                     "confusion": runs[0]["confusion"]}
+                     "confusion": runs[0]["confusion"], "items": items}
     return out
 
 
-def task_block(results: dict, chips: Chips, seeds: tuple[int, ...], **extra) -> dict:
-    """The docs/contracts.md metrics block of one classification dataset (headline: linear-probe accuracy)."""
-    models = {m: {k: v for k, v in r.items() if k != "confusion"} for m, r in results.items()}
+def task_block(results: dict, chips: Chips, seeds: tuple[int, ...], seed: int = 0, **extra) -> dict:
+    """The docs/contracts.md metrics block of one classification dataset (headline: linear-probe accuracy), with
+    `ci` (95% bootstrap interval over test chips of each model's headline; the spread over probe seeds is
+    `linear_probe_accuracy_std`) and `n_test` (test chips)."""
+    from ..evidence import mean_interval
+
+    models = {m: {k: v for k, v in r.items() if k not in ("confusion", "items")} for m, r in results.items()}
+    ci = {m: list(mean_interval(r["items"]["linear_probe_accuracy"], seed=seed)) for m, r in results.items()}
     return {"task": "classification", "headline": "linear_probe_accuracy", "higher_is_better": True,
-            "models": models, "classes": chips.classes, "counts": chips.counts(), "seeds": list(seeds),
+            "models": models, "ci": ci, "n_test": chips.split.count("test"),
+            "classes": chips.classes, "counts": chips.counts(), "seeds": list(seeds),
             "confusion": {m: r["confusion"] for m, r in results.items()},
             "skipped": [f"{f}: {why}" for f, why in chips.skipped], **extra}
 

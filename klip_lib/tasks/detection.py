@@ -213,6 +213,78 @@ def detection_metrics(preds: list[dict], boxes: list[torch.Tensor], labels: list
     return {"map": float(out["map"]), "map_50": float(out["map_50"])}
 
 
+@dataclass
+class Matches:
+    """Every test image's detections matched to its ground truth as COCO's evaluation matches them at one IoU
+    threshold (per image and class, detections by descending score, at most 100, each taking the unmatched box
+    of highest IoU), so that mAP at that threshold over any multiset of images is a cheap sum (`ap_of`)."""
+
+    image: np.ndarray  # [D] image index of each detection, images in order, scores descending within an image
+    label: np.ndarray  # [D] class label (1..n)
+    score: np.ndarray  # [D] detection score
+    tp: np.ndarray  # [D] 1.0 where the detection matched a ground-truth box, else 0.0
+    gt: np.ndarray  # [images, n + 1] ground-truth boxes per image and label (column 0 unused)
+
+
+def match_detections(preds: list[dict], boxes: list[torch.Tensor], labels: list[torch.Tensor], n_classes: int,
+                     iou_threshold: float = 0.5, max_dets: int = 100) -> Matches:
+    """COCO's per-image matching (pycocotools `evaluateImg`, area 'all', no crowd boxes) of `preds` to the boxes."""
+    from torchvision.ops import box_iou
+
+    image, label, score, tp = [], [], [], []
+    gt = np.zeros((len(preds), n_classes + 1), dtype=np.float64)
+    threshold = min(iou_threshold, 1 - 1e-10)
+    for i, (p, b, lab) in enumerate(zip(preds, boxes, labels)):
+        b, lab = b.reshape(-1, 4).double(), lab.reshape(-1)
+        for c in range(1, n_classes + 1):
+            g = b[lab == c]
+            gt[i, c] = len(g)
+            keep = p["labels"] == c
+            s = p["scores"][keep].double()
+            order = torch.from_numpy(np.argsort(-s.numpy(), kind="mergesort")[:max_dets])
+            d, s = p["boxes"][keep].double()[order].reshape(-1, 4), s[order]
+            ious = box_iou(d, g).numpy() if len(d) and len(g) else np.zeros((len(d), len(g)))
+            taken = np.zeros(len(g), dtype=bool)
+            for k in range(len(d)):
+                best, m = threshold, -1
+                for j in range(len(g)):
+                    if not taken[j] and ious[k, j] >= best:
+                        best, m = ious[k, j], j
+                if m >= 0:
+                    taken[m] = True
+                image.append(i)
+                label.append(c)
+                score.append(float(s[k]))
+                tp.append(float(m >= 0))
+    return Matches(np.asarray(image, np.int64), np.asarray(label, np.int64), np.asarray(score, np.float64),
+                   np.asarray(tp, np.float64), gt)
+
+
+def ap_of(matches: Matches, idx: np.ndarray | None = None) -> float:
+    """COCO mAP (101-point interpolated precision, mean over classes with ground truth) at the matching's IoU
+    threshold over the images at `idx` (repeats count as copies; default: every image once). NaN when the
+    images hold no ground-truth box."""
+    weight = np.bincount(idx, minlength=len(matches.gt)).astype(np.float64) if idx is not None \
+        else np.ones(len(matches.gt))
+    n_gt = weight @ matches.gt
+    recall_points = np.asarray(torch.linspace(0.0, 1.0, 101).tolist())  # torchmetrics' recall points (float32)
+    aps = []
+    for c in range(1, matches.gt.shape[1]):
+        if n_gt[c] == 0:
+            continue
+        sel = np.flatnonzero((matches.label == c) & (weight[matches.image] > 0))
+        sel = sel[np.argsort(-matches.score[sel], kind="mergesort")]
+        w = weight[matches.image[sel]]
+        tps, fps = np.cumsum(w * matches.tp[sel]), np.cumsum(w * (1 - matches.tp[sel]))
+        recall = tps / n_gt[c]
+        precision = np.maximum.accumulate((tps / (tps + fps + np.spacing(1)))[::-1])[::-1]
+        at = np.searchsorted(recall, recall_points, side="left")
+        q = np.zeros(len(recall_points))
+        q[at < len(sel)] = precision[at[at < len(sel)]]
+        aps.append(q.mean())
+    return float(np.mean(aps)) if aps else float("nan")
+
+
 def evaluate_detection(models: dict, data: DetectionSet, cfg: DetectorConfig | None = None, seed: int = 0
                        ) -> tuple[dict, dict]:
     """Every model's detector trained on the train windows and scored on the test windows:
@@ -229,10 +301,26 @@ def evaluate_detection(models: dict, data: DetectionSet, cfg: DetectorConfig | N
     return scores, predictions
 
 
-def task_block(scores: dict, data: DetectionSet, cfg: DetectorConfig, **extra) -> dict:
-    """The docs/contracts.md metrics block of one detection dataset (headline: COCO mAP@50)."""
+def map50_intervals(predictions: dict[str, list[dict]], test: DetectionSet, seed: int = 0) -> dict[str, list[float]]:
+    """Per model, the 95% bootstrap interval of mAP@50 over the test windows (each resample rescored by `ap_of`
+    on the matches made once: `evidence.N_RESAMPLES_METRIC` resamples in well under a second)."""
+    from ..evidence import metric_interval
+
+    out = {}
+    for name, preds in predictions.items():
+        matches = match_detections(preds, test.boxes, test.labels, len(test.classes))
+        out[name] = list(metric_interval(len(test.boxes), lambda idx, m=matches: ap_of(m, idx), seed=seed))
+    return out
+
+
+def task_block(scores: dict, data: DetectionSet, cfg: DetectorConfig, predictions: dict | None = None,
+               seed: int = 0, **extra) -> dict:
+    """The docs/contracts.md metrics block of one detection dataset (headline: COCO mAP@50); with the models'
+    `predictions` on the test windows it carries `ci` (`map50_intervals`). `n_test`: test windows."""
+    test = data.part("test")
+    ci = {"ci": map50_intervals(predictions, test, seed)} if predictions is not None else {}
     return {"task": "detection", "headline": "map_50", "higher_is_better": True, "models": scores,
-            "classes": list(data.classes), "boxes": data.n_boxes(),
+            "classes": list(data.classes), "boxes": data.n_boxes(), **ci, "n_test": len(test.boxes),
             "windows": {p: data.split.count(p) for p in ("train", "test")}, "steps": cfg.steps, **extra}
 
 

@@ -64,16 +64,52 @@ def retrieval_texts(data: SplitData) -> tuple[list[str], list[int]]:
     return texts, text_image
 
 
-def recall_at_k(scores: np.ndarray, text_image: list[int]) -> dict[str, float]:
-    """Recall@1/5/10 both ways and r_mean from an [images, texts] score matrix (higher = better match)."""
+def query_ranks(scores: np.ndarray, text_image: list[int]) -> dict[str, np.ndarray]:
+    """Per query, the 0-based rank of its first correct item: `i2t` one per image (its best-ranked own caption),
+    `t2i` one per caption (its image), from an [images, texts] score matrix (higher = better match)."""
     scores = np.asarray(scores, dtype=np.float64)
     text_image = np.asarray(text_image)
     i2t = [np.flatnonzero(text_image[np.argsort(-row, kind="stable")] == i)[0] for i, row in enumerate(scores)]
     t2i = [np.flatnonzero(np.argsort(-col, kind="stable") == text_image[j])[0] for j, col in enumerate(scores.T)]
-    out = {f"{name}_r{k}": float(np.mean(np.asarray(ranks) < k)) for name, ranks in (("i2t", i2t), ("t2i", t2i))
-           for k in KS}
+    return {"i2t": np.asarray(i2t, dtype=np.int64), "t2i": np.asarray(t2i, dtype=np.int64)}
+
+
+def recalls_from_ranks(ranks: dict[str, np.ndarray]) -> dict[str, float]:
+    """Recall@1/5/10 both ways and r_mean: the share of queries whose rank is below k (mean of per-query hits)."""
+    out = {f"{way}_r{k}": float(np.mean(ranks[way] < k)) for way in ("i2t", "t2i") for k in KS}
     out["r_mean"] = float(np.mean([out[key] for key in RECALL_KEYS[:-1]]))
     return out
+
+
+def recall_at_k(scores: np.ndarray, text_image: list[int]) -> dict[str, float]:
+    """Recall@1/5/10 both ways and r_mean from an [images, texts] score matrix (higher = better match)."""
+    return recalls_from_ranks(query_ranks(scores, text_image))
+
+
+def recall_statistic(ranks: dict[str, np.ndarray], text_image: list[int]):
+    """metric(idx) -> {recall key: value} over the test images at `idx` (repeats allowed) and their captions:
+    the unit of resampling is the tile, so an image query and its own captions' queries stay together."""
+    text_image = np.asarray(text_image)
+    n = len(ranks["i2t"])
+    captions = np.bincount(text_image, minlength=n).astype(np.float64)
+    t2i_hits = {k: np.bincount(text_image, weights=(ranks["t2i"] < k).astype(np.float64), minlength=n) for k in KS}
+
+    def metric(idx: np.ndarray) -> dict[str, float]:
+        out = {f"i2t_r{k}": float(np.mean(ranks["i2t"][idx] < k)) for k in KS}
+        out.update({f"t2i_r{k}": float(t2i_hits[k][idx].sum() / captions[idx].sum()) for k in KS})
+        out["r_mean"] = float(np.mean([out[key] for key in RECALL_KEYS[:-1]]))
+        return out
+
+    return metric
+
+
+def recall_intervals(ranks: dict[str, np.ndarray], text_image: list[int], seed: int = 0) -> dict[str, list[float]]:
+    """95% bootstrap interval of every recall and of r_mean, resampling test tiles (`evidence.metric_interval`)."""
+    from ..evidence import metric_interval
+
+    metric = recall_statistic(ranks, text_image)
+    return {key: list(metric_interval(len(ranks["i2t"]), lambda idx, key=key: metric(idx)[key], seed=seed))
+            for key in RECALL_KEYS}
 
 
 def random_ranking_recall(n_images: int, text_image: list[int]) -> dict[str, float]:
@@ -122,28 +158,47 @@ def itm_rerank(model: KlipModel, images: torch.Tensor, texts: list[str], sim: to
 
 
 def evaluate_retrieval(model: KlipModel, data: SplitData, cfg: RetrievalConfig | None = None) -> dict:
-    """Recalls with ITM re-ranking (the main keys) and with ITC alone (keys prefixed `itc_`), plus the
-    score matrices (`scores`: the re-ranked text-to-image one, for plotting examples)."""
+    """Recalls with ITM re-ranking (the main keys) and with ITC alone (keys prefixed `itc_`), the re-ranked
+    per-query ranks (`ranks`, for the intervals: `recall_intervals`) and the score matrices (`scores`: the
+    re-ranked text-to-image one, for plotting examples)."""
     cfg = cfg or RetrievalConfig()
     model.eval()
     texts, text_image = retrieval_texts(data)
     sim = itc_scores(model, data.images, texts, cfg.batch_size)
     # models without a matching head (external CLIP-style checkpoints) are ranked by ITC alone
-    i2t, t2i = itm_rerank(model, data.images, texts, sim, cfg) if getattr(model, "has_itm", True) else (sim, sim.T)
-    reranked = {k: v for k, v in recall_at_k(i2t.numpy(), text_image).items() if k.startswith("i2t")}
-    reranked.update({k: v for k, v in recall_at_k(t2i.numpy(), text_image).items() if k.startswith("t2i")})
-    reranked["r_mean"] = float(np.mean([reranked[key] for key in RECALL_KEYS[:-1]]))
+    i2t, t2i = itm_rerank(model, data.images, texts, sim, cfg) if getattr(model, "has_itm", True) else (sim, sim)
+    ranks = {"i2t": query_ranks(i2t.numpy(), text_image)["i2t"], "t2i": query_ranks(t2i.numpy(), text_image)["t2i"]}
     itc = {f"itc_{k}": v for k, v in recall_at_k(sim.numpy(), text_image).items()}
-    return {"metrics": {**reranked, **itc}, "scores": t2i.numpy(), "texts": texts, "text_image": text_image}
+    return {"metrics": {**recalls_from_ranks(ranks), **itc}, "ranks": ranks, "scores": t2i.numpy(), "texts": texts,
+            "text_image": text_image}
 
 
-def plot_recalls(metrics: dict[str, dict], baseline: dict, path: str | os.PathLike | None = None):
-    """Grouped bars of every recall per model (in %), the random-ranking baseline as the last group."""
+def task_block(results: dict[str, dict], data: SplitData, baseline: dict, seed: int = 0, **extra) -> dict:
+    """The metrics block of retrieval (headline r_mean) with `ci` (95% bootstrap interval of each model's r_mean,
+    resampling test tiles) and `n_test` (test images; each brings its captions as queries)."""
+    from ..evidence import metric_interval
+
+    texts, cis = sum(len(r) for r in data.records), {}
+    for name, r in results.items():
+        metric = recall_statistic(r["ranks"], r["text_image"])
+        cis[name] = list(metric_interval(len(data.tile_ids), lambda idx, m=metric: m(idx)["r_mean"], seed=seed))
+    return {"task": "retrieval", "headline": "r_mean", "higher_is_better": True,
+            "models": {n: r["metrics"] for n, r in results.items()}, "baseline": {"name": "random ranking", **baseline},
+            "ci": cis, "n_test": len(data.tile_ids), "n_queries": {"i2t": len(data.tile_ids), "t2i": texts},
+            "images": len(data.tile_ids), "captions": texts, **extra}
+
+
+def plot_recalls(metrics: dict[str, dict], baseline: dict, path: str | os.PathLike | None = None,
+                 intervals: dict[str, dict[str, list[float]]] | None = None):
+    """Grouped bars of every recall per model (in %), the random-ranking baseline as the last group; error bars
+    from `intervals` ({model: recall_intervals(...)}) where given."""
     from ..viz import grouped_bars
 
     rows = {**metrics, "random ranking": baseline}
+    bars = {name: {k: [100 * c for c in ci] for k, ci in cis.items()} for name, cis in (intervals or {}).items()}
     return grouped_bars({name: {k: 100 * m[k] for k in RECALL_KEYS} for name, m in rows.items()},
-                        ylabel="recall (%)", save_to=path, categories=list(RECALL_KEYS), ylim=(0, 105))
+                        ylabel="recall (%)", save_to=path, categories=list(RECALL_KEYS), ylim=(0, 105),
+                        intervals=bars)
 
 
 def plot_examples(data: SplitData, results: dict[str, dict], queries: int = 2, top: int = 4,

@@ -110,6 +110,35 @@ def segmentation_metrics(preds: torch.Tensor, target: torch.Tensor, classes: tup
     return {"miou": float(iou.nanmean()), "per_class_iou": per_class}
 
 
+def tile_confusions(preds: torch.Tensor, target: torch.Tensor, n_classes: int) -> np.ndarray:
+    """Confusion matrix per test image [N, C, C] (rows: true class, columns: predicted), IGNORE pixels left out."""
+    out = np.zeros((len(target), n_classes, n_classes), dtype=np.int64)
+    for i, (p, t) in enumerate(zip(preds, target)):
+        keep = t != IGNORE
+        out[i] = np.bincount((t[keep] * n_classes + p[keep]).numpy(), minlength=n_classes ** 2).reshape(n_classes, -1)
+    return out
+
+
+def miou_of(confusions: np.ndarray, idx: np.ndarray | None = None) -> float:
+    """mIoU of the images at `idx` (repeats count as copies; default: all) from their confusion matrices, as
+    `segmentation_metrics` computes it: IoU per class over the summed matrix, mean over classes with a union."""
+    cm = (confusions if idx is None else confusions[idx]).sum(0).astype(np.float64)
+    union = cm.sum(0) + cm.sum(1) - np.diag(cm)
+    return float(np.mean(np.diag(cm)[union > 0] / union[union > 0])) if (union > 0).any() else float("nan")
+
+
+def miou_intervals(predictions: dict[str, torch.Tensor], target: torch.Tensor, n_classes: int,
+                   seed: int = 0) -> dict[str, list[float]]:
+    """Per model, the 95% bootstrap interval of mIoU over test images (resampled images' confusions summed)."""
+    from ..evidence import metric_interval
+
+    out = {}
+    for name, preds in predictions.items():
+        confusions = tile_confusions(preds, target, n_classes)
+        out[name] = list(metric_interval(len(target), lambda idx, cm=confusions: miou_of(cm, idx), seed=seed))
+    return out
+
+
 class SegmentationHead(nn.Module):
     """Light decoder: 3x3 conv, batch norm, ReLU, 1x1 conv to classes on the patch-token map, then bilinear
     upsampling to the image size."""
@@ -171,11 +200,15 @@ def evaluate_segmentation(models: dict, data: SegmentationSet, cfg: SegmenterCon
     return scores, predictions
 
 
-def task_block(scores: dict, data: SegmentationSet, cfg: SegmenterConfig, **extra) -> dict:
-    """The docs/contracts.md metrics block of one segmentation dataset (headline: mIoU)."""
+def task_block(scores: dict, data: SegmentationSet, cfg: SegmenterConfig, predictions: dict | None = None,
+               seed: int = 0, **extra) -> dict:
+    """The docs/contracts.md metrics block of one segmentation dataset (headline: mIoU); with the models' predicted
+    test masks it carries `ci` (`miou_intervals`). `n_test`: test images."""
+    _, target = data.part("test")
+    ci = {"ci": miou_intervals(predictions, target, len(data.classes), seed)} if predictions is not None else {}
     return {"task": "segmentation", "headline": "miou", "higher_is_better": True, "models": scores,
             "classes": list(data.classes), "images": {p: data.split.count(p) for p in ("train", "test")},
-            "steps": cfg.steps, **extra}
+            **ci, "n_test": len(target), "steps": cfg.steps, **extra}
 
 
 def plot_masks(data: SegmentationSet, predictions: dict, n: int = 3, path: str | os.PathLike | None = None):

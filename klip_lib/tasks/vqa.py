@@ -89,13 +89,47 @@ def majority_answers(questions: list[Question]) -> dict[str, str]:
             for k in KINDS if any(q.kind == k for q in questions)}
 
 
+def correct(questions: list[Question], predictions: list[str]) -> np.ndarray:
+    """Per question 1.0 where the predicted answer matches exactly, else 0.0."""
+    return np.asarray([q.answer == p for q, p in zip(questions, predictions, strict=True)], dtype=np.float64)
+
+
 def accuracy(questions: list[Question], predictions: list[str]) -> dict[str, float]:
     """Exact-match accuracy per kind (`acc/<kind>`) and overall (`accuracy`, over all questions)."""
-    hits = [q.answer == p for q, p in zip(questions, predictions, strict=True)]
+    hits = correct(questions, predictions)
     out = {f"acc/{k}": float(np.mean([h for q, h in zip(questions, hits) if q.kind == k]))
            for k in KINDS if any(q.kind == k for q in questions)}
     out["accuracy"] = float(np.mean(hits))
     return out
+
+
+def accuracy_intervals(questions: list[Question], predictions: list[str], seed: int = 0) -> dict[str, list[float]]:
+    """95% bootstrap interval of each key of `accuracy`; whole tiles are resampled (a tile's questions share its
+    image, so they are not independent items)."""
+    from ..evidence import mean_interval
+
+    hits, tiles = correct(questions, predictions), np.asarray([q.tile for q in questions])
+    out = {}
+    for k in KINDS:
+        sel = np.asarray([q.kind == k for q in questions])
+        if sel.any():
+            out[f"acc/{k}"] = list(mean_interval(hits[sel], tiles[sel], seed=seed))
+    out["accuracy"] = list(mean_interval(hits, tiles, seed=seed))
+    return out
+
+
+def task_block(questions: list[Question], answers: dict[str, list[str]], baseline: str,
+               baseline_name: str | None = None, seed: int = 0, **extra) -> dict:
+    """The metrics block of VQA (headline: accuracy) from every model's answers and the baseline's (`answers`
+    [`baseline`], saved under `baseline_name`), with `ci` (95% interval of each one's accuracy, tiles resampled)
+    and `n_test` (questions; `n_tiles`: the tiles they ask about)."""
+    name = baseline_name or baseline
+    scores = {n: accuracy(questions, a) for n, a in answers.items()}
+    ci = {name if n == baseline else n: accuracy_intervals(questions, a, seed)["accuracy"] for n, a in answers.items()}
+    return {"task": "vqa", "headline": "accuracy", "higher_is_better": True,
+            "models": {n: s for n, s in scores.items() if n != baseline}, "baseline": {"name": name, **scores[baseline]},
+            "ci": ci, "n_test": len(questions), "questions": len(questions), "n_tiles": len({q.tile for q in questions}),
+            **extra}
 
 
 @dataclass
@@ -164,10 +198,14 @@ def predict(vqa: VqaModel, data: SplitData, questions: list[Question]) -> list[s
     return [vqa.answers[i] for i in logits.argmax(1).tolist()]
 
 
-def plot_accuracy(metrics: dict[str, dict], path: str | os.PathLike | None = None):
-    """Bars of the accuracy per question kind and overall, one colour per model (the baseline included)."""
+def plot_accuracy(metrics: dict[str, dict], path: str | os.PathLike | None = None,
+                  intervals: dict[str, dict[str, list[float]]] | None = None):
+    """Bars of the accuracy per question kind and overall, one colour per model (the baseline included); error
+    bars from `intervals` ({name: accuracy_intervals(...)}) where given."""
     from ..viz import grouped_bars
 
     labels = {f"acc/{k}": k for k in KINDS} | {"accuracy": "overall"}
+    bars = {name: {labels[k]: ci for k, ci in cis.items()} for name, cis in (intervals or {}).items()}
     return grouped_bars({name: {label: m.get(key) for key, label in labels.items()} for name, m in metrics.items()},
-                        ylabel="exact-match accuracy", save_to=path, categories=list(labels.values()), ylim=(0, 1.05))
+                        ylabel="exact-match accuracy", save_to=path, categories=list(labels.values()), ylim=(0, 1.05),
+                        intervals=bars)
