@@ -110,6 +110,24 @@ def over_seeds(blocks: Sequence[dict]) -> dict[str, dict]:
     return {m: seed_spread([b["models"].get(m, {}).get(headline) for b in blocks]) for m in sorted(models)}
 
 
+def baselines(block: dict) -> dict[str, dict]:
+    """A task block's baselines by name: `baselines` ({name: scores}) and the older single `baseline`
+    ({"name": ..., metric: value})."""
+    out = {name: scores for name, scores in (block.get("baselines") or {}).items() if isinstance(scores, dict)}
+    single = block.get("baseline")
+    if isinstance(single, dict):
+        out.setdefault(single.get("name", "baseline"), {k: v for k, v in single.items() if k != "name"})
+    return out
+
+
+def headline_rows(block: dict) -> dict[str, float | None]:
+    """{name: headline value} of a block's models, then its baselines."""
+    key = block["headline"]
+    rows = {m: s.get(key) if isinstance(s, dict) else None for m, s in block["models"].items()}
+    rows.update({b: s.get(key) for b, s in baselines(block).items()})
+    return rows
+
+
 def small_test_set(block: dict, minimum: int = MIN_TEST_ITEMS) -> str | None:
     """The one-line warning for a task block whose test set is too small to be evidence, else None."""
     n = block.get("n_test")
@@ -133,9 +151,7 @@ def describe(name: str, block: dict) -> str:
     """One line per task block for a notebook: test size, each scored headline with its interval, and the
     small-test-set warning where it applies."""
     key, cis = block["headline"], block.get("ci", {})
-    rows = {m: s.get(key) for m, s in block["models"].items()}
-    if isinstance(block.get("baseline"), dict) and block["baseline"].get("name"):
-        rows[block["baseline"]["name"]] = block["baseline"].get(key)
+    rows = headline_rows(block)
     undefined = lambda ci: ci is not None and not all(c is not None and np.isfinite(c) for c in ci)  # noqa: E731
     scored = "; ".join(f"{m} {format_interval(v, cis.get(m))}" + (" [no interval: undefined in some resamples]"
                                                                   if undefined(cis.get(m)) else "")

@@ -14,7 +14,8 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from .report import baselines, interval, task_blocks
+from .evidence import baselines
+from .report import interval, task_blocks
 
 CLAIMS = Path(__file__).with_name("claims.csv")
 OURS = "klip"  # the model this workbench builds; the others are what it is compared with

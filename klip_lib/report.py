@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from .evidence import baselines
 from .files import write_json_atomic
 from .paths import run_path
 
@@ -40,16 +41,6 @@ BASELINE_MODELS = ("random",)  # the random-init control: scored like a model, a
 def is_method_block(block: dict) -> bool:
     """A block that compares methods applied to data rather than models (`"compares": "methods"` or its task)."""
     return block.get("compares") == "methods" or block.get("task") in METHOD_TASKS
-
-
-def baselines(block: dict) -> dict[str, dict]:
-    """A task block's baselines by name: `baselines` ({name: scores}) and the older single `baseline`
-    ({"name": ..., metric: value})."""
-    out = {name: scores for name, scores in (block.get("baselines") or {}).items() if isinstance(scores, dict)}
-    single = block.get("baseline")
-    if isinstance(single, dict):
-        out.setdefault(single.get("name", "baseline"), {k: v for k, v in single.items() if k != "name"})
-    return out
 
 
 def interval(block: dict, name: str) -> tuple[float, float] | None:

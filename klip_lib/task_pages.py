@@ -8,9 +8,10 @@ import os
 import re
 from pathlib import Path
 
+from .evidence import baselines
 from .ledger import data_label, test_size
 from .paths import resolve
-from .report import BASELINE_MODELS, baselines, interval
+from .report import BASELINE_MODELS, interval
 
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1100px}td,th{border:1px solid #ccc;padding:3px 8px}"
          "table{border-collapse:collapse;margin:0.5em 0 1.5em}tr.baseline{color:#555;font-style:italic}"

@@ -144,18 +144,17 @@ def grouped_bars(groups: dict[str, dict[str, float]], title: str = "", ylabel: s
 
 
 def headline_bars(blocks: dict[str, dict], title: str = "", save_to=None):
-    """Each task block's headline per model (and its baseline, where it has one) as bars over the tasks, with the
-    blocks' 95% intervals (`ci`) as error bars and each task's test-set size under its name."""
+    """Each task block's headline per model (and its baselines, where it has them) as bars over the tasks, with
+    the blocks' 95% intervals (`ci`) as error bars and each task's test-set size under its name."""
+    from .evidence import headline_rows
+
     groups: dict[str, dict[str, float]] = {}
     intervals: dict[str, dict[str, tuple[float, float]]] = {}
     categories = []
     for name, block in blocks.items():
-        key, label = block["headline"], f"{name}\n{block['headline']} (n={block.get('n_test', '?')})"
+        label = f"{name}\n{block['headline']} (n={block.get('n_test', '?')})"
         categories.append(label)
-        rows = {m: s.get(key) for m, s in block["models"].items()}
-        if isinstance(block.get("baseline"), dict) and block["baseline"].get("name"):
-            rows[block["baseline"]["name"]] = block["baseline"].get(key)
-        for m, v in rows.items():
+        for m, v in headline_rows(block).items():
             groups.setdefault(m, {})[label] = v
             if (block.get("ci") or {}).get(m) is not None:
                 intervals.setdefault(m, {})[label] = tuple(block["ci"][m])

@@ -143,3 +143,23 @@ def test_layout_has_water_kinds_for_a_port():
     kinds = set(np.unique(lay.water_kind)) - {0}
     assert 2 in kinds and 4 in kinds  # coast and port basin
     assert (lay.landcover == LANDCOVER_INDEX["port"]).any()
+
+
+def test_eval_tiles_lie_in_test_cities_and_leave_the_corpus_unchanged(tmp_path):
+    from klip_lib.data.gazetteer import split_of_cities
+    from klip_lib.data.simulate import plan_scenes
+
+    base = SimConfig(n_tiles=16, tile_size=32, seed=5)
+    more = SimConfig(n_tiles=16, tile_size=32, seed=5, eval_tiles=10)
+    corpus, plans = plan_scenes(base), plan_scenes(more)
+    assert [repr(p) for p in plans[:len(corpus)]] == [repr(p) for p in corpus]  # the corpus does not move
+    extra = plans[len(corpus):]
+    held_out = {c for c, s in split_of_cities([c.name for c in CITIES]).items() if s == "test"}
+    assert len(extra) == 3 and {p.split for p in extra} == {"test"} and {p.city.name for p in extra} <= held_out
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(simulate_dataset(tmp_path, more, progress=False)).to_pylist()
+    assert len(rows) == 26 and sum(r["split"] == "test" for r in rows) >= 10
+    assert len({r["tile_id"] for r in rows}) == 26 and len({r["scene_id"] for r in rows}) == len(plans)
+    with pytest.raises(ValueError, match="eval_tiles=4 needs test cities"):
+        plan_scenes(SimConfig(n_tiles=4, eval_tiles=4, cities=("Shanghai", "Paris")))

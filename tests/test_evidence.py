@@ -98,9 +98,11 @@ def test_vqa_per_question_correctness_gives_the_accuracy():
     qs = [vqa.Question(i // 3, "count" if i % 2 else "main_landform", "?", str(i % 4)) for i in range(30)]
     preds = [str((i * 7) % 4) for i in range(30)]
     assert vqa.correct(qs, preds).mean() == vqa.accuracy(qs, preds)["accuracy"]
-    block = vqa.task_block(qs, {"klip": preds, "majority": ["0"] * 30}, "majority", "majority answer per kind")
+    block = vqa.task_block(qs, {"klip": preds, "majority": ["0"] * 30}, {"majority": "majority answer per kind"})
     assert block["n_test"] == block["questions"] == 30 and block["n_tiles"] == 10 and set(block["ci"]) == {"klip", "majority answer per kind"}
-    assert block["baseline"]["name"] == "majority answer per kind" and set(block["models"]) == {"klip"}
+    assert set(block["baselines"]) == {"majority answer per kind"} and set(block["models"]) == {"klip"}
+    assert evidence.headline_rows(block) == {"klip": block["models"]["klip"]["accuracy"],
+                                             "majority answer per kind": vqa.accuracy(qs, ["0"] * 30)["accuracy"]}
     low, high = block["ci"]["klip"]
     assert low <= block["models"]["klip"]["accuracy"] <= high
 

@@ -196,6 +196,21 @@ def test_accuracy_and_majority_baseline():
     assert out["acc/count"] == pytest.approx(2 / 3) and out["accuracy"] == 0.75
 
 
+def test_question_only_baseline_answers_from_the_question_content():
+    """Count questions about ships are mostly '2', about aircraft mostly '0': the question-only prior knows it, the
+    majority per kind does not; a subject never asked in training falls back to the kind's majority."""
+    train = ([vqa.Question(i, "count", "how many ships?", "2", "ship") for i in range(3)]
+             + [vqa.Question(i, "count", "how many aircraft?", "0", "aircraft") for i in range(5)]
+             + [vqa.Question(0, "count", "how many ships?", "1", "ship")])
+    prior, majority = vqa.question_prior(train), vqa.majority_answers(train)
+    assert prior == {("count", "ship"): "2", ("count", "aircraft"): "0"} and majority == {"count": "0"}
+    test = [vqa.Question(0, "count", "count the ships.", "2", "ship"), vqa.Question(1, "count", "?", "0", "aircraft"),
+            vqa.Question(2, "count", "how many vehicles?", "0", "vehicle")]
+    answers = vqa.prior_answers(prior, majority, test)
+    assert answers == ["2", "0", "0"]
+    assert vqa.accuracy(test, answers)["accuracy"] == 1.0 > vqa.accuracy(test, [majority["count"]] * 3)["accuracy"]
+
+
 def test_vqa_head_beats_the_majority_answer():
     """Images that show their main land cover (dark water, bright urban): the fine-tuned head reads them."""
     facts = [fake_facts(i, i % 3, "water" if i % 2 else "urban") for i in range(16)]

@@ -20,6 +20,7 @@ from .targets import Target, place_targets
 
 FACT_MIN_FRACTION = 0.05  # a class is "present" in a tile from this fraction on
 SPLIT_SHARES = {"train": 0.7, "val": 0.15, "test": 0.15}  # share of scenes drawn from each split's cities
+EVAL_SCENES = 1_000_000  # scene numbers of the evaluation scenes start here (their random streams and ids)
 
 
 @dataclass
@@ -31,6 +32,8 @@ class SimConfig:
     cities: tuple[str, ...] = field(default_factory=tuple)  # cities to draw from (empty: the whole gazetteer)
     scene_tiles: int = 2  # a scene is scene_tiles x scene_tiles neighbouring tiles
     seed: int = 0  # random seed: the same config and seed give the same dataset
+    eval_tiles: int = 0  # more tiles, in the held-out test cities only (split "test"), for test sets sized for a
+    # decision; drawn from their own random stream, so the n_tiles corpus is the same whatever this value
 
 
 @dataclass
@@ -50,7 +53,8 @@ class ScenePlan:
 
 
 def plan_scenes(cfg: SimConfig) -> list[ScenePlan]:
-    """Draw the scenes: cities by geographic split, then platform, mode, kind, terrain and place."""
+    """Draw the scenes: cities by geographic split, then platform, mode, kind, terrain and place; then the
+    `eval_tiles` scenes, all in the test cities, from a random stream of their own."""
     rng = np.random.default_rng([cfg.seed, 0])
     cities = [get_city(c) for c in cfg.cities] if cfg.cities else list(CITIES)
     split = split_of_cities([c.name for c in cities])
@@ -62,21 +66,30 @@ def plan_scenes(cfg: SimConfig) -> list[ScenePlan]:
     if not pools["train"]:
         counts["val" if pools["val"] else "test"] += counts.pop("train")
     splits = [s for s, n in counts.items() for _ in range(n)]
-    plans = []
-    for i, s in enumerate(splits):
-        city = pools[s][int(rng.integers(len(pools[s])))]
-        platform = get_platform(str(rng.choice(list(cfg.platforms))))
-        mode = int(rng.integers(len(platform.resolutions_m)))
-        kinds = [k for k in SCENE_KINDS if (k != "port" or city.port) and (k != "airport" or city.airport)]
-        terrain = city.terrain if rng.random() < 0.6 else str(rng.choice(["plain", "hilly", "mountain"]))
-        km = 15.0
-        lat = city.lat + rng.uniform(-km, km) / 111.0
-        lon = city.lon + rng.uniform(-km, km) / (111.0 * np.cos(np.radians(city.lat)))
-        date = dt.date(2017, 1, 1) + dt.timedelta(days=int(rng.integers(0, 7 * 365)))
-        plans.append(ScenePlan(f"sim_scene_{i:04d}", city, s, platform, platform.resolutions_m[mode],
-                               platform.looks[mode], round(float(rng.uniform(*platform.incidence_deg)), 1),
-                               str(rng.choice(kinds)), terrain, float(lon), float(lat), date.isoformat()))
+    plans = [_draw_scene(rng, f"sim_scene_{i:04d}", pools[s], s, cfg) for i, s in enumerate(splits)]
+    if cfg.eval_tiles > 0:
+        if not pools["test"]:
+            raise ValueError(f"eval_tiles={cfg.eval_tiles} needs test cities, and none of {sorted(split)} is one: "
+                             "add a held-out city (klip_lib.data.gazetteer.TEST_CITIES) or set eval_tiles=0")
+        rng = np.random.default_rng([cfg.seed, 2])
+        plans += [_draw_scene(rng, f"sim_scene_{EVAL_SCENES + j:07d}", pools["test"], "test", cfg)
+                  for j in range(-(-cfg.eval_tiles // per_scene))]
     return plans
+
+
+def _draw_scene(rng: np.random.Generator, scene_id: str, pool: list[City], split: str, cfg: SimConfig) -> ScenePlan:
+    city = pool[int(rng.integers(len(pool)))]
+    platform = get_platform(str(rng.choice(list(cfg.platforms))))
+    mode = int(rng.integers(len(platform.resolutions_m)))
+    kinds = [k for k in SCENE_KINDS if (k != "port" or city.port) and (k != "airport" or city.airport)]
+    terrain = city.terrain if rng.random() < 0.6 else str(rng.choice(["plain", "hilly", "mountain"]))
+    km = 15.0
+    lat = city.lat + rng.uniform(-km, km) / 111.0
+    lon = city.lon + rng.uniform(-km, km) / (111.0 * np.cos(np.radians(city.lat)))
+    date = dt.date(2017, 1, 1) + dt.timedelta(days=int(rng.integers(0, 7 * 365)))
+    return ScenePlan(scene_id, city, split, platform, platform.resolutions_m[mode], platform.looks[mode],
+                     round(float(rng.uniform(*platform.incidence_deg)), 1), str(rng.choice(kinds)), terrain,
+                     float(lon), float(lat), date.isoformat())
 
 
 def _fractions(lc: np.ndarray) -> dict[str, float]:
@@ -187,11 +200,12 @@ def simulate_dataset(out: str | os.PathLike, cfg: SimConfig, progress: bool = Tr
     from .index import write_index
 
     out = Path(out)
-    plans = plan_scenes(cfg)
     per_scene, rows = cfg.scene_tiles**2, []
-    with tqdm(total=cfg.n_tiles, desc="simulate", unit="tile", disable=not progress) as bar:
-        for i, plan in enumerate(plans):
-            n = min(per_scene, cfg.n_tiles - len(rows))
-            rows += _write_scene(out, plan, cfg, i, len(rows), n)
+    with tqdm(total=cfg.n_tiles + cfg.eval_tiles, desc="simulate", unit="tile", disable=not progress) as bar:
+        for plan in plan_scenes(cfg):
+            number = int(plan.scene_id.rsplit("_", 1)[1])
+            left = (cfg.n_tiles - len(rows)) if number < EVAL_SCENES else (cfg.n_tiles + cfg.eval_tiles - len(rows))
+            n = min(per_scene, left)
+            rows += _write_scene(out, plan, cfg, number, len(rows), n)
             bar.update(n)
     return write_index(rows, out / "index.parquet")

@@ -89,6 +89,23 @@ def majority_answers(questions: list[Question]) -> dict[str, str]:
             for k in KINDS if any(q.kind == k for q in questions)}
 
 
+def question_prior(questions: list[Question]) -> dict[tuple[str, str | None], str]:
+    """The most common training answer per question content (kind and subject: the target class or grid cell asked
+    about); the paraphrase templates say nothing more, so this is the best a model that never sees the image can
+    do on these questions (the question-only baseline)."""
+    groups: dict[tuple[str, str | None], Counter] = {}
+    for q in questions:
+        groups.setdefault((q.kind, q.subject), Counter())[q.answer] += 1
+    return {key: c.most_common(1)[0][0] for key, c in groups.items()}
+
+
+def prior_answers(prior: dict[tuple[str, str | None], str], majority: dict[str, str],
+                  questions: list[Question]) -> list[str]:
+    """The question-only baseline's answers: the prior of each question's content, the majority answer of its kind
+    where training never asked it."""
+    return [prior.get((q.kind, q.subject), majority.get(q.kind, "none")) for q in questions]
+
+
 def correct(questions: list[Question], predictions: list[str]) -> np.ndarray:
     """Per question 1.0 where the predicted answer matches exactly, else 0.0."""
     return np.asarray([q.answer == p for q, p in zip(questions, predictions, strict=True)], dtype=np.float64)
@@ -118,16 +135,17 @@ def accuracy_intervals(questions: list[Question], predictions: list[str], seed: 
     return out
 
 
-def task_block(questions: list[Question], answers: dict[str, list[str]], baseline: str,
-               baseline_name: str | None = None, seed: int = 0, **extra) -> dict:
-    """The metrics block of VQA (headline: accuracy) from every model's answers and the baseline's (`answers`
-    [`baseline`], saved under `baseline_name`), with `ci` (95% interval of each one's accuracy, tiles resampled)
+def task_block(questions: list[Question], answers: dict[str, list[str]], baselines: dict[str, str], seed: int = 0,
+               **extra) -> dict:
+    """The metrics block of VQA (headline: accuracy) from every model's answers and the baselines' (`baselines`:
+    {key in `answers`: name to save it under}), with `ci` (95% interval of each one's accuracy, tiles resampled)
     and `n_test` (questions; `n_tiles`: the tiles they ask about)."""
-    name = baseline_name or baseline
+    name = lambda n: baselines.get(n, n)  # noqa: E731
     scores = {n: accuracy(questions, a) for n, a in answers.items()}
-    ci = {name if n == baseline else n: accuracy_intervals(questions, a, seed)["accuracy"] for n, a in answers.items()}
+    ci = {name(n): accuracy_intervals(questions, a, seed)["accuracy"] for n, a in answers.items()}
     return {"task": "vqa", "headline": "accuracy", "higher_is_better": True,
-            "models": {n: s for n, s in scores.items() if n != baseline}, "baseline": {"name": name, **scores[baseline]},
+            "models": {n: s for n, s in scores.items() if n not in baselines},
+            "baselines": {name(n): s for n, s in scores.items() if n in baselines},
             "ci": ci, "n_test": len(questions), "questions": len(questions), "n_tiles": len({q.tile for q in questions}),
             **extra}
 
