@@ -2,7 +2,8 @@
 
 A preset is data: a dict of sections, each section the keyword arguments of that part's dataclass
 (`data` -> klip_lib.data.SimConfig, `model` -> klip_lib.model.KlipConfig, `train` -> klip_lib.train.TrainConfig).
-`smoke` finishes on a 2-core CPU in minutes; `gpu` targets one H100-class GPU in bf16, eager: torch.compile of the
+`smoke` finishes on a 2-core CPU in minutes; `study` is sized for an effect to show within an hour on 2 cores
+(a `notebooks` section: parameters `klip run` passes to the notebooks, by stem); `gpu` targets one H100-class GPU in bf16, eager: torch.compile of the
 whole model did not finish warm-up plus 20 steps within 240 s on an H200 (graph breaks at the ITC queue fill level
 and the data-dependent ITM/MLM shapes), so it stays opt-in (`TrainConfig.compile`).
 """
@@ -23,6 +24,22 @@ PRESETS: dict[str, dict[str, dict]] = {
             "max_text_len": 96, "embed_dim": 64, "queue_size": 64, "momentum": 0.9,
         },
         "train": {"steps": 100, "batch_size": 16, "lr": 2e-3, "warmup_steps": 10, "checkpoint_every": 50},
+    },
+    "study": {  # issue 17: large enough for effects to show, whole `klip run` within an hour on 2 CPU cores (to be
+        # measured: reports/README.md); the smoke model, more data and steps, longer fine-tuning in the notebooks
+        "data": {"n_tiles": 1024, "tile_size": 128, "image_size": 64, "eval_tiles": 400},
+        "model": {
+            "image_encoder": "vit_tiny_patch16_224", "image_size": 64, "patch_size": 8,
+            "image_encoder_kwargs": {"depth": 4}, "text_init": "config", "text_hidden": 128, "text_layers": 4,
+            "text_heads": 2, "text_intermediate": 512, "text_positions": 128, "fusion_layers": 2,
+            "max_text_len": 96, "embed_dim": 64, "queue_size": 1024, "momentum": 0.995,
+        },
+        "train": {"steps": 1000, "batch_size": 32, "lr": 1e-3, "warmup_steps": 100, "checkpoint_every": 250},
+        "notebooks": {
+            "09_eval_retrieval": {"k_test": 16},
+            "10_eval_captioning": {"steps": 1500},
+            "11_eval_vqa": {"steps": 600},
+        },
     },
     "gpu": {
         "data": {"n_tiles": 20000, "tile_size": 256, "image_size": 224},
@@ -51,3 +68,9 @@ def get_preset(name: str) -> dict[str, dict]:
 def section(name: str, part: str) -> dict:
     """One section (`data`, `model`, `train`, ...) of a preset; empty when the preset does not set it."""
     return get_preset(name).get(part, {})
+
+
+def notebook_parameters(name: str, notebook: str) -> dict:
+    """The parameters the preset's `notebooks` section sets for one notebook (by stem, e.g. "10_eval_captioning"):
+    `klip run --preset NAME` passes them to Papermill beside run_dir, preset and seed."""
+    return dict(section(name, "notebooks").get(notebook, {}))

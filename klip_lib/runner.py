@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import paths
 from .files import write_json_atomic
-from .presets import UnknownPresetError, get_preset
+from .presets import UnknownPresetError, get_preset, notebook_parameters
 from .report import load_metrics
 
 REPORT_SECTION = "report_section.html"
@@ -144,7 +144,7 @@ def execute(nb: Path, run_dir: Path, preset: str, seed: int, kernel: str, source
     try:
         pm.execute_notebook(
             str(nb), str(executed), cwd=str(nb.parent), kernel_name=kernel, progress_bar=False,
-            parameters={"run_dir": str(run_dir), "preset": preset, "seed": seed,
+            parameters={"run_dir": str(run_dir), "preset": preset, "seed": seed, **notebook_parameters(preset, nb.stem),
                         **({"source": source} if source and declares(nb, "source") else {})},
         )
         result.status = "ok"
@@ -221,6 +221,11 @@ def run(preset: str = "smoke", seed: int = 0, only: list[str] | None = None, sta
     chosen = select(discover(notebooks_dir), only, start)
     if not chosen:
         raise RunError(f"no notebooks to run in {notebooks_dir}")
+    for nb in chosen:
+        unknown = [p for p in notebook_parameters(preset, nb.stem) if not declares(nb, p)]
+        if unknown:
+            raise RunError(f"{nb}: preset {preset!r} sets {', '.join(unknown)}, which its parameters cell does not "
+                           "declare; fix the preset's `notebooks` section (klip_lib/presets.py)")
     name = name or dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
     if "/" in name or name in {"", ".", "..", "latest"}:
         raise RunError(f"bad run name {name!r}: use a plain folder name")
@@ -259,7 +264,7 @@ def run(preset: str = "smoke", seed: int = 0, only: list[str] | None = None, sta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="smoke", help="smoke (CPU, minutes; default) or gpu")
+    parser.add_argument("--preset", default="smoke", help="smoke (CPU, minutes; default), study (2 CPU cores, about an hour) or gpu")
     parser.add_argument("--seed", type=int, default=0, help="seed passed to every notebook (default 0)")
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebook numbers")
     parser.add_argument("--from", dest="start", metavar="NN", help="run from this notebook number on")

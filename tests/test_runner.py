@@ -123,3 +123,33 @@ def test_source_reaches_the_notebooks_that_declare_it(tmp_path):
                source="/data/mine")
     merged = json.loads((tmp_path / "reports" / "s" / "metrics.json").read_text())
     assert merged == {"00_plain": {"has_source": False}, "01_import": {"source": "/data/mine"}}
+
+
+def test_a_preset_sets_the_parameters_its_notebooks_declare(tmp_path, monkeypatch):
+    from klip_lib import presets
+
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    nb = make_nb(nbs, "00_steps", 'from klip_lib.report import save_metrics\nsave_metrics(run_dir, "00_steps", '
+                 '{"steps": steps})')
+    book = nbf.read(nb, as_version=4)
+    book.cells[1].source += "\nsteps = 10"
+    nbf.write(book, nb)
+    monkeypatch.setitem(presets.PRESETS, "bigger", {"notebooks": {"00_steps": {"steps": 500}}})
+    runner.run(preset="bigger", name="b", notebooks_dir=nbs, reports_dir=tmp_path / "reports")
+    runner.run(preset="smoke", name="s", notebooks_dir=nbs, reports_dir=tmp_path / "reports")
+    read = lambda run: json.loads((tmp_path / "reports" / run / "metrics.json").read_text())  # noqa: E731
+    assert read("b") == {"00_steps": {"steps": 500}} and read("s") == {"00_steps": {"steps": 10}}
+    monkeypatch.setitem(presets.PRESETS, "typo", {"notebooks": {"00_steps": {"stepz": 500}}})
+    with pytest.raises(runner.RunError, match="00_steps.ipynb: preset 'typo' sets stepz, which its parameters"):
+        runner.run(preset="typo", name="t", notebooks_dir=nbs, reports_dir=tmp_path / "reports")
+
+
+def test_every_preset_sets_only_declared_notebook_parameters():
+    from klip_lib import paths, presets
+
+    for name in presets.PRESETS:
+        for stem, params in presets.section(name, "notebooks").items():
+            nb = paths.NOTEBOOKS / f"{stem}.ipynb"
+            assert nb.exists(), f"preset {name} names a notebook that does not exist: {stem}"
+            assert all(runner.declares(nb, p) for p in params), (name, stem, params)
