@@ -163,8 +163,6 @@ def plot(rows: list[dict], path: str | os.PathLike | None = None,
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .backends import TransformersBackend, make_backend
-
     p = argparse.ArgumentParser(prog="python -m klip_lib.hcot.label_accuracy", description=__doc__.splitlines()[0])
     p.add_argument("folder", help="a folder holding Sen1Floods11 / HRSID / SAR-ACD files (any depth)")
     p.add_argument("--tile-px", type=int, default=128, help="tile size large rasters are cut into (default 128)")
@@ -175,13 +173,27 @@ def main(argv: list[str] | None = None) -> None:
     items, problems = find_labelled(a.folder, a.tile_px)
     for line in problems:
         print(line)
-    backends, limits = {"template": make_backend("template")}, {}
-    if a.llm_tiles > 0:
-        backends["smollm2" if not a.llm_model else "local LLM"] = TransformersBackend(
-            model=a.llm_model, dimensions=LLM_DIMENSIONS, max_new_tokens=24)
-        limits = {n: a.llm_tiles for n in backends if n != "template"}
+    backends, limits = backends_for(None, a.llm_tiles, a.llm_model)
     print(format_table(evaluate(items, backends, limits, seed=a.seed)))
-
 
 if __name__ == "__main__":
     main()
+
+
+def backends_for(caption_cfg, llm_tiles: int = 0, llm_model: str = "", llm_steps: int = 24
+                 ) -> tuple[dict[str, object], dict[str, int]]:
+    """The rows after the knowledge layer's: the template always; the local LLM (SmolLM2 GGUF by default) on at
+    most `llm_tiles` tiles per dataset when > 0; the OpenAI-compatible server when `caption_cfg` names one
+    (backend 'openai' with a base_url), on as many tiles. Returns (backends by row name, per-row tile caps)."""
+    from .backends import TransformersBackend, make_backend
+    from .generate import backend_from_config
+
+    backends, limits = {"template": make_backend("template")}, {}
+    if llm_tiles > 0:
+        name = "local LLM " + (Path(llm_model).name if llm_model else "SmolLM2-135M")
+        backends[name] = TransformersBackend(model=llm_model, dimensions=LLM_DIMENSIONS, max_new_tokens=llm_steps)
+        limits[name] = llm_tiles
+    if caption_cfg is not None and caption_cfg.backend == "openai" and caption_cfg.base_url:
+        name = f"openai {caption_cfg.model}".strip()
+        backends[name], limits[name] = backend_from_config(caption_cfg), llm_tiles
+    return backends, limits
