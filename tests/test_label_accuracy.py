@@ -140,3 +140,13 @@ def test_real_labelled_tiles_and_template_rows(real_data_dir):
     assert by[("template", "ship count (exact)")]["n"] == 4
     assert by[(KNOWLEDGE_ROW, "ships in 3x3 cell")]["n"] == 36
     assert all(r["ci"][0] <= r["accuracy"] <= r["ci"][1] for r in rows)
+
+
+def test_command_prints_the_table(tmp_path, capsys):
+    from klip_lib.hcot.label_accuracy import main
+
+    _sen1floods11_pair(tmp_path)
+    main([str(tmp_path), "--tile-px", "32"])
+    out = capsys.readouterr().out
+    assert f"| {KNOWLEDGE_ROW} | water present | sen1floods11 | 4 | 4 | 4 | 1.000" in out
+    assert "| template | location: country |" in out

@@ -176,9 +176,6 @@ def main(argv: list[str] | None = None) -> None:
     backends, limits = backends_for(None, a.llm_tiles, a.llm_model)
     print(format_table(evaluate(items, backends, limits, seed=a.seed)))
 
-if __name__ == "__main__":
-    main()
-
 
 def backends_for(caption_cfg, llm_tiles: int = 0, llm_model: str = "", llm_steps: int = 24
                  ) -> tuple[dict[str, object], dict[str, int]]:
@@ -197,3 +194,7 @@ def backends_for(caption_cfg, llm_tiles: int = 0, llm_model: str = "", llm_steps
         name = f"openai {caption_cfg.model}".strip()
         backends[name], limits[name] = backend_from_config(caption_cfg), llm_tiles
     return backends, limits
+
+
+if __name__ == "__main__":
+    main()
