@@ -10,6 +10,7 @@ import pytest
 from klip_lib.hcot.backends import make_backend
 from klip_lib.hcot.label_accuracy import (
     KNOWLEDGE_ROW,
+    MAJORITY_ROW,
     caption_claims,
     evaluate,
     format_table,
@@ -94,6 +95,7 @@ def test_synthetic_pairs_are_tiled_with_their_labels_and_scored(tmp_path):
     by = {(r["row"], r["dimension"]): r for r in rows}
     assert by[(KNOWLEDGE_ROW, "water present")]["accuracy"] == 1.0  # open water vs land: Otsu / fixed threshold
     assert by[(KNOWLEDGE_ROW, "location: country")]["correct"] == 4
+    assert by[(MAJORITY_ROW, "water present")]["accuracy"] == 0.5  # two water tiles, two land tiles
     assert by[("template", "water present")]["n"] == 4 and by[("template", "water present")]["accuracy"] == 1.0
     assert "plumbing check (n < 200)" in format_table(rows)
 

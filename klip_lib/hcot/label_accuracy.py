@@ -22,6 +22,7 @@ from . import factcheck as fc
 from .generate import caption_batch
 
 KNOWLEDGE_ROW = "knowledge layer (facts)"
+MAJORITY_ROW = "majority label (baseline)"
 LLM_DIMENSIONS = ("Water", "Count", "Location", "Environment")
 """The dimensions a local LLM is asked for here (the ones real labels score); L5 fills the rest from the facts."""
 BLOCK_PREFIX = "caption_accuracy_real/"
@@ -45,6 +46,22 @@ def caption_claims(record: dict, truth: dict) -> dict:
             "ship_count": None if counts is None else counts.get("ship", 0),
             "ship_cells": set(cells.get("ship", [])) if counts is not None else None,
             "aircraft_present": None if counts is None else counts.get("aircraft", 0) > 0}
+
+
+def majority_claims(items: list[LabelledTile]) -> dict:
+    """The trivial baseline: the most common label value per dimension (for ship cells, the cells that hold a
+    ship in most tiles), claimed for every tile."""
+    from collections import Counter
+
+    out = {}
+    for key in ("water_present", "country", "ship_count", "aircraft_present"):
+        values = [i.truth[key] for i in items if key in i.truth]
+        if values:
+            out[key] = Counter(values).most_common(1)[0][0]
+    cells = [c for i in items if "ship_cells" in i.truth for c in i.truth["ship_cells"]]
+    n = sum("ship_cells" in i.truth for i in items)
+    out["ship_cells"] = {c for c, k in Counter(cells).items() if k > n / 2}
+    return out
 
 
 def _sample(items: list[LabelledTile], limit: int, seed: int) -> list[LabelledTile]:
@@ -92,6 +109,10 @@ def evaluate(items: list[LabelledTile], backends: dict[str, object], limits: dic
     for item in items:
         _add(marks, item, facts_claims(facts[item.item_id], item.truth))
     rows = _rows(KNOWLEDGE_ROW, marks, seed)
+    marks, majority = {}, majority_claims(items)
+    for item in items:
+        _add(marks, item, majority)
+    rows += _rows(MAJORITY_ROW, marks, seed)
     for name, backend in backends.items():
         chosen = _sample(items, (limits or {}).get(name, 0), seed)
         marks = {}
