@@ -144,7 +144,7 @@ def grouped_bars(groups: dict[str, dict[str, float]], title: str = "", ylabel: s
 
 
 def headline_bars(blocks: dict[str, dict], title: str = "", save_to=None):
-    """Each task block's headline per model (and its baseline, where it has one) as bars over the tasks, with the
+    """Each task block's headline per model (and its `baseline`/`baselines`, where it has them) as bars over the tasks, with the
     blocks' 95% intervals (`ci`) as error bars and each task's test-set size under its name."""
     groups: dict[str, dict[str, float]] = {}
     intervals: dict[str, dict[str, tuple[float, float]]] = {}
@@ -155,6 +155,7 @@ def headline_bars(blocks: dict[str, dict], title: str = "", save_to=None):
         rows = {m: s.get(key) for m, s in block["models"].items()}
         if isinstance(block.get("baseline"), dict) and block["baseline"].get("name"):
             rows[block["baseline"]["name"]] = block["baseline"].get(key)
+        rows.update({b: s.get(key) for b, s in (block.get("baselines") or {}).items() if isinstance(s, dict)})
         for m, v in rows.items():
             groups.setdefault(m, {})[label] = v
             if (block.get("ci") or {}).get(m) is not None:
