@@ -348,3 +348,20 @@ def plot_masks(data: SegmentationSet, predictions: dict, n: int = 3, path: str |
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
     return fig
+
+
+def evaluate_dataset(models: dict, data: SegmentationSet, scratch: nn.Module, cfg: SegmenterConfig,
+                     reference: SegmenterConfig, augmentations: tuple[str, ...], seed: int = 0, curves_path=None,
+                     **extra) -> tuple[dict, dict, dict]:
+    """One dataset end to end: the baselines (the supervised reference, trained under `reference`, choosing the
+    augmentation on validation), every model's decoder with the chosen augmentation, the learning curves to
+    `curves_path` (json + png), and the task block. Returns (block, scores, test predictions)."""
+    import dataclasses
+
+    base, base_preds, aug = segmentation_baselines(data, scratch, reference, seed, augmentations)
+    scores, preds = evaluate_segmentation(models, data, dataclasses.replace(cfg, augment=aug["choice"]), seed)
+    if curves_path:
+        save_segmentation_curves(scores, base, aug, curves_path)
+    block = task_block(scores, data, dataclasses.replace(cfg, augment=aug["choice"]), preds, seed, base, base_preds,
+                       aug, **extra)
+    return block, scores, preds
