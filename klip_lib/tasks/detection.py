@@ -196,7 +196,8 @@ def train_detector(detector: FasterRCNN, data: DetectionSet, cfg: DetectorConfig
     by epochs over the training windows that hold boxes (empty windows still supply the RPN's negatives
     through the background around targets), early-stopped on the mAP@50 of a validation split of whole
     `groups` (default: one per window), best epoch restored."""
-    tr, va = validation_split(len(data.boxes), cfg.val_fraction, seed, groups=groups)
+    has_boxes = [int(len(b) > 0) for b in data.boxes]  # stratified: validation gets windows with boxes
+    tr, va = validation_split(len(data.boxes), cfg.val_fraction, seed, labels=has_boxes, groups=groups)
     val = DetectionSet(data.images[va], [data.boxes[i] for i in va], [data.labels[i] for i in va], ["val"] * len(va),
                        data.classes, [data.names[i] for i in va])
     if not sum(len(b) for b in val.boxes):
