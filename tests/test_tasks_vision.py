@@ -308,7 +308,7 @@ def test_segmentation_baselines_pixel_linear_learns_dark_water():
     data = seg.SegmentationSet(images, masks, ["train"] * 16 + ["test"] * 8, ("land", "water"),
                                [f"chip@{32 * (i % 4)},{32 * (i // 4)}" for i in range(24)])
     assert seg.image_groups(data)[:5] == ["0", "0", "0", "0", "32"]
-    cfg = seg.SegmenterConfig(max_epochs=15, patience=15, lr=0.05)
+    cfg = seg.SegmenterConfig(max_epochs=15, patience=15)
     scores, preds, aug = seg.segmentation_baselines(data, tiny_model().visual, cfg)
     land = (masks[16:] == 0).float().mean().item()
     assert scores["majority class"]["per_class_iou"] == {"land": pytest.approx(land), "water": 0.0}
