@@ -148,10 +148,12 @@ def format_interval(value: float | None, ci: Sequence[float] | None, digits: int
 
 
 def describe(name: str, block: dict) -> str:
-    """One line per task block for a notebook: test size, each scored headline with its interval, and the
-    small-test-set warning where it applies."""
+    """One line per task block for a notebook: test size, each scored headline (models, then `baselines` marked
+    '(baseline)') with its interval, and the small-test-set warning where it applies."""
     key, cis = block["headline"], block.get("ci", {})
-    rows = headline_rows(block)
+    rows = {m: s.get(key) for m, s in block["models"].items()}
+    rows.update({f"{b} (baseline)": s.get(key) for b, s in baselines(block).items() if s.get(key) is not None})
+    cis = {**cis, **{f"{b} (baseline)": c for b, c in cis.items()}}
     undefined = lambda ci: ci is not None and not all(c is not None and np.isfinite(c) for c in ci)  # noqa: E731
     scored = "; ".join(f"{m} {format_interval(v, cis.get(m))}" + (" [no interval: undefined in some resamples]"
                                                                   if undefined(cis.get(m)) else "")

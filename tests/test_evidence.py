@@ -126,8 +126,8 @@ def test_classification_items_average_to_each_accuracy():
     chips = classification.Chips(torch.randn(24, 2, 32, 32, generator=gen) + labels[:, None, None, None],
                                  labels, ["train"] * 16 + ["test"] * 8, ["small boat", "A320321"],
                                  [str(i) for i in range(24)])
-    out = classification.evaluate_classification({"tiny": model}, chips, (0, 1), classification.ProbeConfig(epochs=5),
-                                                 classification.FinetuneConfig(steps=1))
+    out = classification.evaluate_classification({"tiny": model}, chips, (0, 1), classification.ProbeConfig(max_epochs=5),
+                                                 classification.FinetuneConfig(max_epochs=1))
     r = out["tiny"]
     for key in ("linear_probe_accuracy", "finetune_accuracy", "zero_shot_accuracy"):
         assert r["items"][key].mean() == pytest.approx(r[key])

@@ -162,8 +162,9 @@ def test_linear_probe_separates_separable_features():
     gen = torch.Generator().manual_seed(0)
     y = torch.arange(60) % 3
     x = torch.randn(60, 8, generator=gen) * 0.1 + torch.nn.functional.one_hot(y, 8).float() * 3
-    preds = cls.linear_probe(x[:45], y[:45], x[45:], 3, cls.ProbeConfig(), seed=0)
+    preds, curve = cls.linear_probe(x[:45], y[:45], x[45:], 3, cls.ProbeConfig(), seed=0)
     assert cls.classification_metrics(preds, y[45:], 3)["accuracy"] == 1.0
+    assert curve["best_val"] == 1.0 and curve["val"][curve["best_epoch"] - 1] == 1.0
 
 
 def test_zero_shot_and_finetune_return_one_class_per_image():
@@ -173,8 +174,9 @@ def test_zero_shot_and_finetune_return_one_class_per_image():
     assert prompts == ["Category: ships: small boat", "Category: aircraft: A320/321"]
     assert cls.zero_shot(model, images, prompts).shape == (5,)
     before = {k: v.clone() for k, v in model.visual.state_dict().items()}
-    preds = cls.finetune(model.visual, (images, torch.tensor([0, 1, 0, 1, 0])), images, 2,
-                         cls.FinetuneConfig(steps=2, batch_size=4), seed=0)
+    preds, curve = cls.finetune(model.visual, (images, torch.tensor([0, 1, 0, 1, 0])), images, 2,
+                                cls.FinetuneConfig(max_epochs=2, batch_size=4, val_fraction=0.4), seed=0)
+    assert curve["epoch"] == [1, 2] and len(curve["val"]) == 2
     assert preds.shape == (5,) and preds.max() <= 1
     assert all(torch.equal(before[k], v) for k, v in model.visual.state_dict().items())
 
@@ -184,13 +186,24 @@ def test_detector_trains_and_predicts_on_the_frozen_encoder():
     images = torch.randn(4, 2, 32, 32)
     boxes = [torch.tensor([[4.0, 4, 12, 10]]), torch.zeros(0, 4), torch.tensor([[20.0, 8, 28, 30]]), torch.zeros(0, 4)]
     labels = [torch.ones(len(b), dtype=torch.long) for b in boxes]
-    data = det.DetectionSet(images, boxes, labels, ["train", "train", "test", "test"], ("ship",), list("abcd"))
-    cfg = det.DetectorConfig(channels=16, representation=32, steps=2, batch_size=2)
+    names = [f"t{k // 2}@{32 * (k % 2)},0" for k in range(8)]  # every tile holds a box: so does validation
+    data = det.DetectionSet(torch.cat([images, images]), boxes * 2, labels * 2, ["train"] * 6 + ["test"] * 2,
+                            ("ship",), names)
+    assert det.window_groups(data) == ["t0", "t0", "t1", "t1", "t2", "t2", "t3", "t3"]
+    assert det.window_groups(data, scene_rows=True)[:2] == ["t0@0", "t0@0"]
+    cfg = det.DetectorConfig(channels=16, representation=32, max_epochs=2, batch_size=2, val_fraction=0.5)
     frozen = {k: v.clone() for k, v in model.visual.state_dict().items()}
     scores, preds = det.evaluate_detection({"tiny": model}, data, cfg)
-    assert set(scores["tiny"]) == {"map", "map_50"} and 0 <= scores["tiny"]["map_50"] <= 1
+    assert set(scores["tiny"]) == {"map", "map_50", "best_epoch", "curve"} and 0 <= scores["tiny"]["map_50"] <= 1
+    assert len(scores["tiny"]["curve"]["val"]) <= 2
     assert len(preds["tiny"]) == 2 and preds["tiny"][0]["boxes"].shape[1] == 4
     assert all(torch.equal(frozen[k], v) for k, v in model.visual.state_dict().items())
+    base, base_preds = det.detection_baselines(data, model.visual, cfg)
+    assert set(base) == {"random boxes", "supervised (scratch)"} and len(base_preds["random boxes"]) == 2
+    assert all(torch.equal(frozen[k], v) for k, v in model.visual.state_dict().items())  # trained a copy
+    block = det.task_block(scores, data, cfg, preds, baselines=base, baseline_predictions=base_preds)
+    assert set(block["ci"]) == {"tiny", "random boxes", "supervised (scratch)"}
+    assert block["chance"] == base["random boxes"]["map_50"] and "curve" not in block["baselines"]["supervised (scratch)"]
 
 
 def test_segmentation_head_learns_a_trivial_mask():
@@ -198,6 +211,107 @@ def test_segmentation_head_learns_a_trivial_mask():
     images = torch.randn(8, 2, 32, 32)
     masks = (images[:, 0] > 0).long() * 0  # one class everywhere: any trained decoder gets it right
     data = seg.SegmentationSet(images, masks, ["train"] * 6 + ["test"] * 2, ("land", "water"), list("abcdefgh"))
-    scores, preds = seg.evaluate_segmentation({"tiny": model}, data, seg.SegmenterConfig(steps=20))
+    scores, preds = seg.evaluate_segmentation({"tiny": model}, data, seg.SegmenterConfig(max_epochs=10, patience=10))
     assert scores["tiny"]["per_class_iou"]["land"] == 1.0 and scores["tiny"]["per_class_iou"]["water"] is None
     assert preds["tiny"].shape == (2, 32, 32)
+
+
+# protocols and baselines -------------------------------------------------------------------------
+from klip_lib.tasks import protocol  # noqa: E402
+
+
+def test_validation_split_keeps_groups_whole_and_stratifies():
+    labels = np.arange(100) % 2
+    groups = np.arange(100) // 4  # 25 groups of 4 chips, both classes in each
+    train, val = protocol.validation_split(100, 0.2, seed=0, labels=labels, groups=groups)
+    assert not set(groups[train]) & set(groups[val]) and len(train) + len(val) == 100
+    assert 16 <= len(val) <= 24 and abs(labels[val].mean() - 0.5) < 0.1
+    again = protocol.validation_split(100, 0.2, seed=0, labels=labels, groups=groups)
+    assert (again[0] == train).all()
+    with pytest.raises(ValueError, match="at least two training groups"):
+        protocol.validation_split(4, 0.5, 0, groups=["a"] * 4)
+
+
+def test_fit_stops_on_patience_and_restores_the_best_epoch():
+    layer = torch.nn.Linear(1, 1)
+    scores, seen = iter([0.1, 0.5, 0.5, 0.3, 0.2, 0.9]), []
+
+    def validate():
+        seen.append(layer.weight.detach().clone())
+        return next(scores)
+
+    step = lambda idx: (layer(torch.ones(len(idx), 1)) - 5).pow(2).mean()  # noqa: E731
+    curve = protocol.fit(layer, layer.parameters(), step, 8, 4, validate, protocol.EpochConfig(10, patience=2),
+                         lr=0.1, weight_decay=0.0, seed=0)
+    assert curve["epoch"] == [1, 2, 3, 4, 5] and curve["best_epoch"] == 3 and curve["stopped_early"]  # tie: later
+    assert torch.equal(layer.weight, seen[2]) and not torch.equal(layer.weight, seen[4])
+
+
+@pytest.mark.parametrize("kind", protocol.AUGMENTATIONS)
+def test_augmentations_move_masks_with_images(kind):
+    gen = torch.Generator().manual_seed(3)
+    masks = torch.randint(0, 4, (2, 16, 16))
+    images = torch.stack([masks.float(), -masks.float()], 1)
+    for _ in range(4):
+        x, y = protocol.augment(images, kind, gen, masks)
+        assert x.shape == images.shape and torch.equal(x[:, 0], y.float()) and torch.equal(x[:, 1], -y.float())
+    assert torch.equal(protocol.augment(images, "none", gen), images)
+    with pytest.raises(ValueError, match="unknown augmentation 'rot45'"):
+        protocol.augment(images, "rot45", gen)
+
+
+def test_choose_augmentation_keeps_none_on_a_tie():
+    run = lambda kind: {"best_val": {"none": 0.7, "flips": 0.7, "crop": 0.6}[kind]}  # noqa: E731
+    assert protocol.choose_augmentation(run, ("none", "flips", "crop"))[0] == "none"
+    run = lambda kind: {"best_val": {"none": 0.7, "flips": 0.8}[kind]}  # noqa: E731
+    choice, record = protocol.choose_augmentation(run, ("none", "flips"))
+    assert choice == "flips" and record["validation"] == {"none": 0.7, "flips": 0.8}
+
+
+def _separable_chips(n=60, size=32):
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(n) % 2
+    images = torch.randn(n, 2, size, size, generator=gen) * 0.3 + (2 * labels - 1)[:, None, None, None] * 1.0
+    split = ["train"] * (n - 20) + ["test"] * 20
+    return cls.Chips(images, labels, split, ["small boat", "A320321"], [f"t{i // 2}#{i}" for i in range(n)])
+
+
+def test_classification_baselines_and_blocks(tmp_path):
+    chips = _separable_chips()
+    model = tiny_model()
+    probe, tune = cls.ProbeConfig(max_epochs=20), cls.FinetuneConfig(max_epochs=2, batch_size=8)
+    base, aug = cls.classification_baselines(chips, model.visual, (0, 1), probe, tune)
+    assert base["chance"]["accuracy"] == 0.5 and base["majority class"]["accuracy"] == 0.5
+    assert base["raw-pixel probe"]["accuracy"] == 1.0  # the classes differ by their mean level
+    assert aug["choice"] in ("none", "flips") and set(aug["validation"]) == {"none", "flips"}
+    results = cls.evaluate_classification({"random": model, "tiny": model}, chips, (0, 1), probe, tune)
+    assert results["random"]["finetune_accuracy"] is None and results["tiny"]["finetune_accuracy"] is not None
+    probe_block = cls.task_block(results, chips, (0, 1), baselines=base)
+    assert set(probe_block["baselines"]) == {"chance", "majority class", "raw-pixel probe"}
+    assert probe_block["baselines"]["raw-pixel probe"]["linear_probe_accuracy"] == 1.0
+    assert probe_block["ci"]["raw-pixel probe"] == [1.0, 1.0] and "chance" not in probe_block["ci"]
+    tuned = cls.finetune_block(results, base, chips, aug, tune)
+    assert list(tuned["models"]) == ["tiny"] and "supervised (scratch)" in tuned["baselines"]
+    assert tuned["augmentation"]["choice"] == aug["choice"] and tuned["headline"] == "finetune_accuracy"
+    check = cls.checks(probe_block, "raw-pixel probe")
+    assert check["beats_chance"] and "plumbing check, n=20" in check["small_test_set"]
+    path = cls.save_classification_curves(results, base, aug, tmp_path / "curves" / "acd")
+    assert path.is_file() and path.with_suffix(".png").is_file()
+    import json
+    assert "supervised (scratch, none)" in json.loads(path.read_text())
+
+
+def test_segmentation_baselines_pixel_linear_learns_dark_water():
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(24, 2, 32, 32, generator=gen)
+    masks = (images[:, 0] < -0.3).long()  # water is dark: a threshold on the co-pol band
+    data = seg.SegmentationSet(images, masks, ["train"] * 16 + ["test"] * 8, ("land", "water"),
+                               [f"chip@{32 * (i % 4)},{32 * (i // 4)}" for i in range(24)])
+    assert seg.image_groups(data)[:5] == ["0", "0", "0", "0", "32"]
+    cfg = seg.SegmenterConfig(max_epochs=15, patience=15)
+    scores, preds, aug = seg.segmentation_baselines(data, tiny_model().visual, cfg)
+    land = (masks[16:] == 0).float().mean().item()
+    assert scores["majority class"]["per_class_iou"] == {"land": pytest.approx(land), "water": 0.0}
+    assert scores["pixel linear (raw dB)"]["miou"] > 0.9 and preds["supervised (scratch)"].shape == (8, 32, 32)
+    block = seg.task_block({}, data, cfg, {}, baselines=scores, baseline_predictions=preds, augmentation=aug)
+    assert block["chance"] == pytest.approx(land / 2) and block["ci"]["pixel linear (raw dB)"][0] > block["chance"]

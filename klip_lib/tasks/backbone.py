@@ -65,6 +65,17 @@ class FrozenEncoder(nn.Module):
             return token_map(self.visual, images)
 
 
+class TrainableEncoder(nn.Module):
+    """An image encoder trained with its task head (the supervised reference), returning patch-token maps."""
+
+    def __init__(self, visual: nn.Module):
+        super().__init__()
+        self.visual = visual.requires_grad_(True)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return token_map(self.visual, images)
+
+
 def _rescale(dim: int, scale: float) -> tuple[nn.Module, int]:
     """Layers taking a [B, dim, h, w] map to `scale` times its size (transposed convs up, max-pool down)."""
     if scale >= 1:
@@ -78,11 +89,12 @@ def _rescale(dim: int, scale: float) -> tuple[nn.Module, int]:
 
 class SimpleFeaturePyramid(nn.Module):
     """ViTDet's simple feature pyramid on a frozen ViT: the last patch-token map resampled to strides
-    4, 8, 16 and 32, each through a 1x1 and a 3x3 convolution to `out_channels` (torchvision backbone API)."""
+    4, 8, 16 and 32, each through a 1x1 and a 3x3 convolution to `out_channels` (torchvision backbone API).
+    `trainable`: the encoder is trained with the heads (the supervised reference) instead of frozen."""
 
-    def __init__(self, visual: nn.Module, out_channels: int = 64):
+    def __init__(self, visual: nn.Module, out_channels: int = 64, trainable: bool = False):
         super().__init__()
-        self.encoder = FrozenEncoder(visual)
+        self.encoder = TrainableEncoder(visual) if trainable else FrozenEncoder(visual)
         dim, p = visual.num_features, patch_size(visual)
         self.out_channels = out_channels
         self.levels = nn.ModuleList()

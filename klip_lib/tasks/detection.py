@@ -8,6 +8,7 @@ resized and cut the same way, boxes from the instance masks, whole scenes held o
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.ops import MultiScaleRoIAlign
 
 from .backbone import PYRAMID_STRIDES, SimpleFeaturePyramid
+from .protocol import EpochConfig, fit, save_curves, validation_split
 
 SIM_DETECTION_CLASSES = ("ship", "aircraft")  # label k + 1 (0 is the background of torchvision's detectors)
 
@@ -139,18 +141,24 @@ class DetectorConfig:
     channels: int = 64  # width of the feature-pyramid maps
     anchor_sizes: tuple[int, ...] = (4, 8, 16, 32)  # anchor side in pixels, one per pyramid level
     representation: int = 256  # width of the box head's two MLP layers
-    steps: int = 30  # optimiser steps
+    max_epochs: int = 4  # passes over the training windows that hold boxes, at most
+    patience: int = 2  # epochs without a better validation mAP@50 before stopping (best epoch restored)
+    val_fraction: float = 0.2  # share of the training windows' groups (tiles, rows of a scene) held out
     batch_size: int = 8  # windows per step
-    lr: float = 2e-3  # AdamW learning rate of pyramid and heads (the encoder is frozen)
+    lr: float = 2e-3  # AdamW learning rate of pyramid and heads
+    finetune_lr: float = 3e-4  # AdamW learning rate of the encoder in the supervised reference
+    augment: str = "flips"  # "none" or "flips" (random horizontal and vertical flips of window and boxes)
     rois: int = 64  # proposals sampled per window for the box head (torchvision's default 512 is slow on CPU)
     proposals: int = 200  # proposals kept after the RPN's NMS per window (training; half of it at test)
     score_threshold: float = 0.05  # detections kept for scoring from this score on
 
 
-def build_detector(visual: nn.Module, n_classes: int, image_size: int, cfg: DetectorConfig) -> FasterRCNN:
-    """Faster R-CNN over a frozen encoder's simple feature pyramid, for `n_classes` foreground classes and
-    inputs of `image_size` px (no resizing, no extra normalisation: inputs are normalised dB already)."""
-    backbone = SimpleFeaturePyramid(visual, cfg.channels)
+def build_detector(visual: nn.Module, n_classes: int, image_size: int, cfg: DetectorConfig,
+                   trainable: bool = False) -> FasterRCNN:
+    """Faster R-CNN over an encoder's simple feature pyramid, for `n_classes` foreground classes and inputs of
+    `image_size` px (no resizing, no extra normalisation: inputs are normalised dB already); the encoder is frozen
+    unless `trainable` (then pass a copy: it is trained in place)."""
+    backbone = SimpleFeaturePyramid(visual, cfg.channels, trainable)
     anchors = AnchorGenerator(tuple((s,) for s in cfg.anchor_sizes), ((0.5, 1.0, 2.0),) * len(cfg.anchor_sizes))
     names = [str(i) for i in range(len(PYRAMID_STRIDES))]
     channels = visual.patch_embed.proj.in_channels
@@ -165,34 +173,59 @@ def build_detector(visual: nn.Module, n_classes: int, image_size: int, cfg: Dete
         box_batch_size_per_image=cfg.rois, box_score_thresh=cfg.score_threshold)
 
 
-def train_detector(detector: FasterRCNN, data: DetectionSet, cfg: DetectorConfig, seed: int) -> FasterRCNN:
-    """Train pyramid, RPN and box heads for `cfg.steps` steps on the windows of `data` that hold boxes
-    (random flips); empty windows still supply the RPN's negatives through the background around targets."""
-    from tqdm.auto import tqdm
+def window_groups(data: DetectionSet, scene_rows: bool = False) -> list[str]:
+    """The unit a validation split keeps whole: the tile of a window ('tile@col,row' -> 'tile'), or with
+    `scene_rows` a row of windows of a scene ('scene@col,row' -> 'scene@row': with few scenes, whole scenes
+    cannot be spared for validation)."""
+    return [n.rsplit(",", 1)[0].split("@")[0] + "@" + n.rsplit(",", 1)[1] if scene_rows else n.split("@")[0]
+            for n in data.names]
 
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    params = [p for p in detector.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
-    size = data.images.shape[-1]
-    with_boxes = torch.tensor([i for i, b in enumerate(data.boxes) if len(b)])
-    batches: list[torch.Tensor] = []
-    detector.train()
-    for _ in tqdm(range(cfg.steps), desc="detector", unit="step", leave=False):
-        if not batches:
-            batches = list(with_boxes[torch.randperm(len(with_boxes), generator=gen)].split(cfg.batch_size))
+
+def _flip(img: torch.Tensor, box: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    size = img.shape[-1]
+    if torch.rand(1, generator=gen) < 0.5:
+        img, box = img.flip(-1), torch.stack([size - box[:, 2], box[:, 1], size - box[:, 0], box[:, 3]], 1)
+    if torch.rand(1, generator=gen) < 0.5:
+        img, box = img.flip(-2), torch.stack([box[:, 0], size - box[:, 3], box[:, 2], size - box[:, 1]], 1)
+    return img, box
+
+
+def train_detector(detector: FasterRCNN, data: DetectionSet, cfg: DetectorConfig, seed: int,
+                   groups: list[str] | None = None, encoder_lr: float | None = None) -> tuple[FasterRCNN, dict]:
+    """(detector, learning curve): pyramid, RPN and box heads (and a trainable encoder, at `encoder_lr`) trained
+    by epochs over the training windows that hold boxes (empty windows still supply the RPN's negatives
+    through the background around targets), early-stopped on the mAP@50 of a validation split of whole
+    `groups` (default: one per window), best epoch restored."""
+    has_boxes = [int(len(b) > 0) for b in data.boxes]  # stratified: validation gets windows with boxes
+    tr, va = validation_split(len(data.boxes), cfg.val_fraction, seed, labels=has_boxes, groups=groups)
+    val = DetectionSet(data.images[va], [data.boxes[i] for i in va], [data.labels[i] for i in va], ["val"] * len(va),
+                       data.classes, [data.names[i] for i in va])
+    if not sum(len(b) for b in val.boxes):
+        raise ValueError(f"detection: the validation split of {len(va)} windows holds no boxes; "
+                         "raise val_fraction or add training data")
+    with_boxes = torch.tensor([i for i in tr if len(data.boxes[i])])
+    gen = torch.Generator().manual_seed(seed + 1)
+    encoder = [p for n, p in detector.named_parameters() if p.requires_grad and n.startswith("backbone.encoder.")]
+    heads = [p for n, p in detector.named_parameters() if p.requires_grad and not n.startswith("backbone.encoder.")]
+    params = [{"params": heads}] + ([{"params": encoder, "lr": encoder_lr or cfg.finetune_lr}] if encoder else [])
+
+    def step(idx):
         images, targets = [], []
-        for i in batches.pop(0).tolist():
-            img, box = data.images[i], data.boxes[i].clone()
-            if torch.rand(1, generator=gen) < 0.5:
-                img, box = img.flip(-1), torch.stack([size - box[:, 2], box[:, 1], size - box[:, 0], box[:, 3]], 1)
+        for i in with_boxes[idx].tolist():
+            img, box = data.images[i], data.boxes[i].clone().reshape(-1, 4)
+            if cfg.augment == "flips":
+                img, box = _flip(img, box, gen)
             images.append(img)
-            targets.append({"boxes": box.reshape(-1, 4), "labels": data.labels[i]})
-        losses = detector(images, targets)
-        opt.zero_grad()
-        sum(losses.values()).backward()
-        opt.step()
-    return detector.eval()
+            targets.append({"boxes": box, "labels": data.labels[i]})
+        return sum(detector(images, targets).values())
+
+    def validate():
+        return detection_metrics(predict(detector, val.images), val.boxes, val.labels)["map_50"]
+
+    epochs = EpochConfig(cfg.max_epochs, cfg.patience, cfg.val_fraction)
+    curve = fit(detector, params, step, len(with_boxes), cfg.batch_size, validate, epochs, cfg.lr, 1e-4, seed,
+                desc="detector")
+    return detector.eval(), curve
 
 
 @torch.no_grad()
@@ -285,20 +318,64 @@ def ap_of(matches: Matches, idx: np.ndarray | None = None) -> float:
     return float(np.mean(aps)) if aps else float("nan")
 
 
-def evaluate_detection(models: dict, data: DetectionSet, cfg: DetectorConfig | None = None, seed: int = 0
-                       ) -> tuple[dict, dict]:
-    """Every model's detector trained on the train windows and scored on the test windows:
-    ({model: {"map", "map_50"}}, {model: predictions on the test windows})."""
+def evaluate_detection(models: dict, data: DetectionSet, cfg: DetectorConfig | None = None, seed: int = 0,
+                       groups: list[str] | None = None) -> tuple[dict, dict]:
+    """Every model's detector (frozen encoder) trained on the train windows and scored on the test windows:
+    ({model: {"map", "map_50", "best_epoch", "curve"}}, {model: predictions on the test windows}); `groups`:
+    one validation unit per training window (default `window_groups`)."""
     cfg = cfg or DetectorConfig()
     train, test = data.part("train"), data.part("test")
     if not train.n_boxes()["train"] or not test.n_boxes()["test"]:
         raise ValueError(f"detection needs boxes in both splits; boxes per split: {data.n_boxes()}")
+    groups = groups or window_groups(train)
     scores, predictions = {}, {}
     for name, model in models.items():
+        torch.manual_seed(seed)
         detector = build_detector(model.visual, len(data.classes), data.images.shape[-1], cfg)
-        preds = predict(train_detector(detector, train, cfg, seed), test.images)
-        scores[name], predictions[name] = detection_metrics(preds, test.boxes, test.labels), preds
+        detector, curve = train_detector(detector, train, cfg, seed, groups)
+        preds = predict(detector, test.images)
+        scores[name] = {**detection_metrics(preds, test.boxes, test.labels), "best_epoch": curve["best_epoch"],
+                        "curve": curve}
+        predictions[name] = preds
     return scores, predictions
+
+
+def random_boxes(train: DetectionSet, n_images: int, size: int, per_image: int = 20, seed: int = 0) -> list[dict]:
+    """The chance detector: `per_image` boxes per window at uniform random places, sides drawn from the training
+    boxes, labels from the training labels' frequencies, uniform random scores."""
+    gen = torch.Generator().manual_seed(seed)
+    boxes, labels = torch.cat([b.reshape(-1, 4) for b in train.boxes]), torch.cat(train.labels)
+    out = []
+    for _ in range(n_images):
+        pick = torch.randint(len(boxes), (per_image,), generator=gen)
+        w, h = (boxes[pick, 2] - boxes[pick, 0]), (boxes[pick, 3] - boxes[pick, 1])
+        x0, y0 = torch.rand(per_image, generator=gen) * (size - w), torch.rand(per_image, generator=gen) * (size - h)
+        out.append({"boxes": torch.stack([x0, y0, x0 + w, y0 + h], 1), "labels": labels[pick],
+                    "scores": torch.rand(per_image, generator=gen)})
+    return out
+
+
+def detection_baselines(data: DetectionSet, scratch: nn.Module, cfg: DetectorConfig | None = None, seed: int = 0,
+                        groups: list[str] | None = None) -> tuple[dict, dict]:
+    """(scores, test predictions) of the baselines: `random boxes` (`random_boxes`: the chance level) and
+    `supervised (scratch)`: the random-init encoder `scratch` (the preset's architecture) trained end to end
+    with pyramid and heads (encoder at `cfg.finetune_lr`), the models' protocol otherwise."""
+    cfg = cfg or DetectorConfig()
+    train, test = data.part("train"), data.part("test")
+    preds = {"random boxes": random_boxes(train, len(test.boxes), data.images.shape[-1], seed=seed)}
+    torch.manual_seed(seed)
+    detector = build_detector(copy.deepcopy(scratch), len(data.classes), data.images.shape[-1], cfg, trainable=True)
+    detector, curve = train_detector(detector, train, cfg, seed, groups or window_groups(train))
+    preds["supervised (scratch)"] = predict(detector, test.images)
+    scores = {b: detection_metrics(p, test.boxes, test.labels) for b, p in preds.items()}
+    scores["supervised (scratch)"].update(best_epoch=curve["best_epoch"], curve=curve)
+    return scores, preds
+
+
+def save_detection_curves(scores: dict, baselines: dict, path) -> Path:
+    """Every learning curve of one dataset (each model's detector and the supervised reference) as json + png."""
+    curves = {f"{m} detector": s["curve"] for m, s in {**scores, **baselines}.items() if "curve" in s}
+    return save_curves(curves, path, "learning curves (validation mAP@50)", "validation mAP@50")
 
 
 def map50_intervals(predictions: dict[str, list[dict]], test: DetectionSet, seed: int = 0) -> dict[str, list[float]]:
@@ -314,14 +391,21 @@ def map50_intervals(predictions: dict[str, list[dict]], test: DetectionSet, seed
 
 
 def task_block(scores: dict, data: DetectionSet, cfg: DetectorConfig, predictions: dict | None = None,
-               seed: int = 0, **extra) -> dict:
-    """The docs/contracts.md metrics block of one detection dataset (headline: COCO mAP@50); with the models'
-    `predictions` on the test windows it carries `ci` (`map50_intervals`). `n_test`: test windows."""
+               seed: int = 0, baselines: dict | None = None, baseline_predictions: dict | None = None,
+               **extra) -> dict:
+    """The docs/contracts.md metrics block of one detection dataset (headline: COCO mAP@50); with the test
+    predictions it carries `ci` (`map50_intervals`) for models and `baselines` alike; `chance` is the random
+    boxes' mAP@50. `n_test`: test windows."""
     test = data.part("test")
-    ci = {"ci": map50_intervals(predictions, test, seed)} if predictions is not None else {}
-    return {"task": "detection", "headline": "map_50", "higher_is_better": True, "models": scores,
-            "classes": list(data.classes), "boxes": data.n_boxes(), **ci, "n_test": len(test.boxes),
-            "windows": {p: data.split.count(p) for p in ("train", "test")}, "steps": cfg.steps, **extra}
+    both = {**(predictions or {}), **(baseline_predictions or {})}
+    ci = {"ci": map50_intervals(both, test, seed)} if both else {}
+    clean = lambda d: {m: {k: v for k, v in s.items() if k != "curve"} for m, s in (d or {}).items()}  # noqa: E731
+    base = clean(baselines)
+    chance = {"chance": base["random boxes"]["map_50"]} if "random boxes" in base else {}
+    return {"task": "detection", "headline": "map_50", "higher_is_better": True, "models": clean(scores),
+            "baselines": base, **chance, "classes": list(data.classes), "boxes": data.n_boxes(), **ci,
+            "n_test": len(test.boxes), "windows": {p: data.split.count(p) for p in ("train", "test")},
+            "protocol": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.__dict__.items()}, **extra}
 
 
 def plot_detections(data: DetectionSet, predictions: dict, n: int = 4, min_score: float = 0.3,

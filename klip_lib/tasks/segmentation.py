@@ -8,6 +8,7 @@ size; its upper half trains and its lower half tests (a spatial split, never ran
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_jaccard_index
 
 from ..vocab import LANDCOVER_CLASSES, LANDCOVER_NODATA
-from .backbone import token_maps
+from .backbone import token_map, token_maps
+from .protocol import EpochConfig, augment, choose_augmentation, fit, save_curves, validation_split
 
 IGNORE = 255  # mask value left out of training and scoring (nodata)
 WATER_CLASSES = ("land", "water")  # Sen1Floods11 label values 0 and 1
@@ -155,60 +157,172 @@ class SegmentationHead(nn.Module):
 @dataclass
 class SegmenterConfig:
     hidden: int = 64  # width of the decoder's 3x3 convolution
-    steps: int = 150  # optimiser steps
+    max_epochs: int = 30  # passes over the training images at most
+    patience: int = 5  # epochs without a better validation mIoU before stopping (best epoch restored)
+    val_fraction: float = 0.2  # share of the training images (whole tiles / window rows) held out
     batch_size: int = 16  # images per step
-    lr: float = 3e-3  # AdamW learning rate of the decoder (the encoder is frozen)
+    lr: float = 3e-3  # AdamW learning rate of a decoder on a frozen encoder
+    finetune_lr: float = 3e-4  # AdamW learning rate of the supervised reference (encoder and decoder)
+    linear_lr: float = 3e-2  # AdamW learning rate of the per-pixel linear baseline (2 inputs: 3e-3 had not converged
+    # after 10 epochs on Sen1Floods11, its validation mIoU still rising by 0.01 an epoch)
+    augment: str = "none"  # protocol.AUGMENTATIONS; `segmentation_baselines` decides it on validation
 
 
-def train_head(maps: torch.Tensor, masks: torch.Tensor, n_classes: int, cfg: SegmenterConfig,
-               seed: int) -> SegmentationHead:
-    """A decoder trained on precomputed token maps [N, W, h, w] against masks [N, S, S] (random flips)."""
+def image_groups(data: SegmentationSet) -> list[str]:
+    """The unit a validation split keeps whole: a simulated tile, or a row of windows of a real chip
+    ('chip@col,row' -> 'chip@row'), so neighbouring windows do not sit on both sides."""
+    return [n.rsplit(",", 1)[1] if "@" in n else n for n in data.names]
+
+
+def _fit_segmenter(net: nn.Module, params, inputs: torch.Tensor, masks: torch.Tensor, groups, n_classes: int,
+                   cfg: SegmenterConfig, lr: float, seed: int, desc: str) -> dict:
+    """Train `net` (inputs -> logits at mask size) by epochs, early-stopped on validation mIoU."""
+    tr, va = (torch.from_numpy(i) for i in validation_split(len(inputs), cfg.val_fraction, seed, groups=groups))
+    gen = torch.Generator().manual_seed(seed + 1)
+    classes = tuple(str(k) for k in range(n_classes))
+
+    def step(idx):
+        x, y = augment(inputs[tr[idx]], cfg.augment, gen, masks[tr[idx]])
+        return F.cross_entropy(net(x), y, ignore_index=IGNORE)
+
+    def validate():
+        miou = segmentation_metrics(_predict(net, inputs[va]), masks[va], classes)["miou"]
+        return miou if np.isfinite(miou) else 0.0
+
+    epochs = EpochConfig(cfg.max_epochs, cfg.patience, cfg.val_fraction)
+    return fit(net, params, step, len(tr), cfg.batch_size, validate, epochs, lr, 1e-4, seed, desc)
+
+
+@torch.no_grad()
+def _predict(net: nn.Module, inputs: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    net.eval()
+    return torch.cat([net(inputs[i:i + batch_size]).argmax(1) for i in range(0, len(inputs), batch_size)])
+
+
+class _OnMaps(nn.Module):
+    """A decoder on precomputed token maps, upsampled to `size`."""
+
+    def __init__(self, head: SegmentationHead, size: int):
+        super().__init__()
+        self.head, self.size = head, size
+
+    def forward(self, maps):
+        return self.head(maps, self.size)
+
+
+class EndToEnd(nn.Module):
+    """An image encoder and a decoder trained together (the supervised reference's network)."""
+
+    def __init__(self, visual: nn.Module, n_classes: int, hidden: int):
+        super().__init__()
+        self.visual, self.head = visual, SegmentationHead(visual.num_features, n_classes, hidden)
+
+    def forward(self, images):
+        return self.head(token_map(self.visual, images), images.shape[-1])
+
+
+def train_head(maps: torch.Tensor, masks: torch.Tensor, n_classes: int, cfg: SegmenterConfig, seed: int,
+               groups=None) -> tuple[SegmentationHead, dict]:
+    """(decoder, learning curve): a decoder trained on precomputed token maps [N, W, h, w] against masks
+    [N, S, S] by epochs, early-stopped on the mIoU of a validation split (whole `groups`)."""
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
     head = SegmentationHead(maps.shape[1], n_classes, cfg.hidden)
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    batches: list[torch.Tensor] = []
-    head.train()
-    for _ in range(cfg.steps):
-        if not batches:
-            batches = list(torch.randperm(len(maps), generator=gen).split(cfg.batch_size))
-        idx = batches.pop(0)
-        x, y = maps[idx], masks[idx]
-        flips = [d for d in (-1, -2) if torch.rand(1, generator=gen) < 0.5]
-        if flips:
-            x, y = x.flip(flips), y.flip(flips)
-        opt.zero_grad()
-        F.cross_entropy(head(x, y.shape[-1]), y, ignore_index=IGNORE).backward()
-        opt.step()
-    return head.eval()
+    net = _OnMaps(head, masks.shape[-1])
+    curve = _fit_segmenter(net, head.parameters(), maps, masks, groups, n_classes, cfg, cfg.lr, seed, "decoder")
+    return head.eval(), curve
 
 
 def evaluate_segmentation(models: dict, data: SegmentationSet, cfg: SegmenterConfig | None = None,
                           seed: int = 0) -> tuple[dict, dict]:
-    """Every model's decoder trained on the train images and scored on the test images:
-    ({model: {"miou", "per_class_iou"}}, {model: predicted test masks [N, S, S]})."""
+    """Every model's decoder trained on the train images (frozen encoder) and scored on the test images:
+    ({model: {"miou", "per_class_iou", "best_epoch"}}, {model: predicted test masks [N, S, S]}); the learning
+    curves are under each score's `curve`."""
     cfg = cfg or SegmenterConfig()
     (train_x, train_y), (test_x, test_y) = data.part("train"), data.part("test")
     if not len(train_x) or not len(test_x):
         raise ValueError(f"segmentation needs train and test images; got {len(train_x)} and {len(test_x)}")
+    groups = [g for g, s in zip(image_groups(data), data.split) if s == "train"]
     scores, predictions = {}, {}
     for name, model in models.items():
-        head = train_head(token_maps(model.visual, train_x), train_y, len(data.classes), cfg, seed)
+        head, curve = train_head(token_maps(model.visual, train_x), train_y, len(data.classes), cfg, seed, groups)
         with torch.no_grad():
             preds = head(token_maps(model.visual, test_x), test_y.shape[-1]).argmax(1)
-        scores[name], predictions[name] = segmentation_metrics(preds, test_y, data.classes), preds
+        scores[name] = {**segmentation_metrics(preds, test_y, data.classes), "best_epoch": curve["best_epoch"],
+                        "curve": curve}
+        predictions[name] = preds
     return scores, predictions
 
 
+def segmentation_baselines(data: SegmentationSet, scratch: nn.Module, cfg: SegmenterConfig | None = None,
+                           seed: int = 0, augmentations: tuple[str, ...] = ("none", "flips"),
+                           reference: SegmenterConfig | None = None) -> tuple[dict, dict, dict]:
+    """(scores, test predictions, augmentation record) of the baselines: `majority class` (the most frequent
+    training class everywhere: the chance level), `pixel linear (raw dB)` (a per-pixel linear classifier on the
+    raw normalised dB bands, a 1x1 convolution) and `supervised (scratch)`: the random-init encoder `scratch`
+    (the preset's architecture) and a decoder trained end to end at `cfg.finetune_lr`, for `reference`'s epochs
+    (default `cfg`'s); the pixel-linear classifier trains at `cfg.linear_lr` for `cfg`'s epochs. The supervised
+    reference's augmentation is chosen on validation among `augmentations` (the first wins ties); the models'
+    decoders should use the choice. Each score carries its learning curve under `curve`."""
+    cfg = cfg or SegmenterConfig()
+    reference = reference or cfg
+    (train_x, train_y), (test_x, test_y) = data.part("train"), data.part("test")
+    groups = [g for g, s in zip(image_groups(data), data.split) if s == "train"]
+    n = len(data.classes)
+    counts = torch.bincount(train_y[train_y != IGNORE], minlength=n)
+    preds = {"majority class": torch.full_like(test_y, int(counts.argmax()))}
+    curves = {}
+    torch.manual_seed(seed)
+    linear = nn.Conv2d(train_x.shape[1], n, 1)
+    curves["pixel linear (raw dB)"] = _fit_segmenter(linear, linear.parameters(), train_x, train_y, groups, n, cfg,
+                                                     cfg.linear_lr, seed, "pixel linear")
+    preds["pixel linear (raw dB)"] = _predict(linear, test_x)
+    runs = {}
+
+    def run(kind: str) -> dict:
+        torch.manual_seed(seed)
+        net = EndToEnd(copy.deepcopy(scratch).requires_grad_(True), n, cfg.hidden)
+        c = SegmenterConfig(**{**reference.__dict__, "augment": kind})
+        curve = _fit_segmenter(net, net.parameters(), train_x, train_y, groups, n, c, reference.finetune_lr, seed,
+                               f"supervised ({kind})")
+        runs[kind] = _predict(net, test_x)
+        return curve
+
+    choice, record = choose_augmentation(run, augmentations)
+    preds["supervised (scratch)"] = runs[choice]
+    curves["supervised (scratch)"] = record["curves"][choice]
+    scores = {b: {**segmentation_metrics(p, test_y, data.classes), **({"curve": curves[b]} if b in curves else {})}
+              for b, p in preds.items()}
+    scores["supervised (scratch)"]["augment"] = choice
+    return scores, preds, {"choice": choice, **record}
+
+
 def task_block(scores: dict, data: SegmentationSet, cfg: SegmenterConfig, predictions: dict | None = None,
-               seed: int = 0, **extra) -> dict:
-    """The docs/contracts.md metrics block of one segmentation dataset (headline: mIoU); with the models' predicted
-    test masks it carries `ci` (`miou_intervals`). `n_test`: test images."""
+               seed: int = 0, baselines: dict | None = None, baseline_predictions: dict | None = None,
+               augmentation: dict | None = None, **extra) -> dict:
+    """The docs/contracts.md metrics block of one segmentation dataset (headline: mIoU); with the predicted
+    test masks it carries `ci` (`miou_intervals`) for models and `baselines` alike; `chance` is the majority
+    class baseline's mIoU. `n_test`: test images."""
     _, target = data.part("test")
-    ci = {"ci": miou_intervals(predictions, target, len(data.classes), seed)} if predictions is not None else {}
-    return {"task": "segmentation", "headline": "miou", "higher_is_better": True, "models": scores,
-            "classes": list(data.classes), "images": {p: data.split.count(p) for p in ("train", "test")},
-            **ci, "n_test": len(target), "steps": cfg.steps, **extra}
+    both = {**(predictions or {}), **(baseline_predictions or {})}
+    ci = {"ci": miou_intervals(both, target, len(data.classes), seed)} if both else {}
+    clean = lambda d: {m: {k: v for k, v in s.items() if k != "curve"} for m, s in (d or {}).items()}  # noqa: E731
+    base = clean(baselines)
+    chance = {"chance": base["majority class"]["miou"]} if "majority class" in base else {}
+    aug = {"augmentation": {"choice": augmentation["choice"], "validation": augmentation["validation"]}} \
+        if augmentation else {}
+    return {"task": "segmentation", "headline": "miou", "higher_is_better": True, "models": clean(scores),
+            "baselines": base, **chance, "classes": list(data.classes),
+            "images": {p: data.split.count(p) for p in ("train", "test")}, **ci, "n_test": len(target),
+            "protocol": {k: v for k, v in cfg.__dict__.items() if k != "augment"}, **aug, **extra}
+
+
+def save_segmentation_curves(scores: dict, baselines: dict, augmentation: dict, path) -> Path:
+    """Every learning curve of one dataset (each model's decoder, the pixel-linear baseline, the supervised
+    reference under each augmentation option) as json + png (`protocol.save_curves`)."""
+    curves = {f"{m} decoder": s["curve"] for m, s in scores.items() if "curve" in s}
+    curves["pixel linear (raw dB)"] = baselines["pixel linear (raw dB)"]["curve"]
+    curves.update({f"supervised (scratch, {k})": c for k, c in augmentation["curves"].items()})
+    return save_curves(curves, path, "learning curves (validation mIoU)", "validation mIoU")
 
 
 def plot_masks(data: SegmentationSet, predictions: dict, n: int = 3, path: str | os.PathLike | None = None):
@@ -238,3 +352,20 @@ def plot_masks(data: SegmentationSet, predictions: dict, n: int = 3, path: str |
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
     return fig
+
+
+def evaluate_dataset(models: dict, data: SegmentationSet, scratch: nn.Module, cfg: SegmenterConfig,
+                     reference: SegmenterConfig, augmentations: tuple[str, ...], seed: int = 0, curves_path=None,
+                     **extra) -> tuple[dict, dict, dict]:
+    """One dataset end to end: the baselines (the supervised reference, trained under `reference`, choosing the
+    augmentation on validation), every model's decoder with the chosen augmentation, the learning curves to
+    `curves_path` (json + png), and the task block. Returns (block, scores, test predictions)."""
+    import dataclasses
+
+    base, base_preds, aug = segmentation_baselines(data, scratch, cfg, seed, augmentations, reference)
+    scores, preds = evaluate_segmentation(models, data, dataclasses.replace(cfg, augment=aug["choice"]), seed)
+    if curves_path:
+        save_segmentation_curves(scores, base, aug, curves_path)
+    block = task_block(scores, data, dataclasses.replace(cfg, augment=aug["choice"]), preds, seed, base, base_preds,
+                       aug, **extra)
+    return block, scores, preds
