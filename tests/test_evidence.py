@@ -72,7 +72,7 @@ def test_small_test_set_flag():
     line = evidence.describe("vqa/sim", {"headline": "accuracy", "n_test": 8, "ci": {"klip": [0.4, 0.9]},
                                          "models": {"klip": {"accuracy": 0.625}},
                                          "baseline": {"name": "majority", "accuracy": 0.5}})
-    assert "klip 0.625 [0.400, 0.900]; majority 0.500" in line and "plumbing check, n=8 < 200" in line
+    assert "klip 0.625 [0.400, 0.900]; majority (baseline) 0.500" in line and "plumbing check, n=8 < 200" in line
     line = evidence.describe("detection/sim", {"headline": "map_50", "n_test": 64, "ci": {"m": [None, None]},
                                                "models": {"m": {"map_50": 0.0}}})
     assert "m 0.000 [no interval: undefined in some resamples]" in line
