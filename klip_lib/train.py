@@ -63,7 +63,7 @@ class TrainConfig:
     alpha: float = 0.4  # momentum-distillation weight of the ITC targets
     checkpoint_every: int = 20  # write a resumable checkpoint every N steps (and at the end)
     num_workers: int = 0  # DataLoader worker processes
-    compile: bool = False  # torch.compile the model (CUDA)
+    compile: bool = False  # torch.compile the training step (KlipModel.compile_step: one graph, fixed shapes)
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda"
     seed: int = 0  # drives batches, initialisation, masking and negatives
 
@@ -287,7 +287,7 @@ def pretrain(shard_dir, out_dir, model_config: KlipConfig, cfg: TrainConfig, cap
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=cfg.objective == "itc", broadcast_buffers=False)
     if cfg.compile:
-        net = torch.compile(net)
+        model.compile_step()
     end = min(cfg.steps, stop_after) if stop_after else cfg.steps
     sampler = StepBatches(len(dataset), cfg.batch_size, cfg.seed, step * cfg.grad_accum, end * cfg.grad_accum,
                           rank, world)

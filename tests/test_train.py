@@ -131,7 +131,8 @@ def test_bench_pretrain_runs_on_cpu(capsys):
     assert main(["bench", "pretrain", "--preset", "smoke", "--device", "cpu", "--image-size", "32",
                  "--batch-size", "2", "--steps", "2", "--warmup", "1"]) == 0
     out = capsys.readouterr().out
-    assert "images/s" in out and "FLOPs/step" in out and "MFU" in out
+    assert "images/s" in out and "FLOPs/step" in out and "MFU" in out and "per core" in out
+    assert "precision" in out and "peak memory" in out
     flops = float(out.split("FLOPs/step")[1].split("TFLOP")[0])
     assert flops > 0
 
