@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from .ledger import data_label, test_size
+from .paths import resolve
 from .report import BASELINE_MODELS, baselines, interval
 
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1100px}td,th{border:1px solid #ccc;padding:3px 8px}"
@@ -79,7 +80,7 @@ def task_page(task: str, entries: list[tuple[str, str, dict]], figures: list[str
 def write_task_pages(run_dir: str | os.PathLike, metrics: dict[str, dict]) -> dict[str, str]:
     """Write `tasks/<task>.html` for every task in the run's metrics; returns {task: path relative to run_dir}.
     A task's figures are the PNGs its notebook saved in `figures/` (named after the notebook number)."""
-    run_dir = Path(run_dir)
+    run_dir = resolve(run_dir)  # a relative run folder is the project's, wherever the kernel runs
     written = {}
     for task, entries in sorted(blocks_by_task(metrics).items()):
         numbers = sorted({stem[:3] for stem, _, _ in entries if re.match(r"\d\d_", stem)})

@@ -158,3 +158,15 @@ def test_baselines_read_both_forms():
         "a": {"f1": 0.1}, "b": {"f1": 0.2}}
     assert report.interval({"ci": {"klip": [0.1, 0.2]}}, "klip") == (0.1, 0.2)
     assert report.interval({"ci": {"klip": [None, 0.2]}}, "klip") is None and report.interval({}, "klip") is None
+
+
+def test_task_pages_of_a_relative_run_folder_land_in_the_projects(monkeypatch, tmp_path):
+    """The notebooks' run_dir is relative ('reports/scratch'); nbval runs them from notebooks/: pages must still
+    go to the resolved run folder, not to notebooks/reports/."""
+    from klip_lib import paths, task_pages
+
+    monkeypatch.setenv(paths.SCRATCH_ENV, str(tmp_path / "fresh"))
+    monkeypatch.chdir(paths.NOTEBOOKS)
+    pages = task_pages.write_task_pages(paths.SCRATCH, RUN)
+    assert pages and all((tmp_path / "fresh" / p).is_file() for p in pages.values())
+    assert not (paths.NOTEBOOKS / "reports").exists()
