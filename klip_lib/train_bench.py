@@ -2,13 +2,16 @@
 
 FLOPs of one full training step (forward and backward of every objective) are counted once with
 `torch.utils.flop_counter.FlopCounterMode`; MFU = FLOPs per step x steps per second / the device's dense
-bf16 peak. Timed after warm-up, over at least 20 steps, with the device synchronised.
+bf16 peak. Timed after warm-up, over at least 20 steps, with the device synchronised. On CPU the load average and
+the process's CPU time per step are printed too: on a machine other jobs load, wall-clock images/s measure the
+load as much as the step.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 
 import torch
@@ -33,22 +36,6 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peak-tflops", type=float, help="device peak bf16 TFLOP/s (default: known GPUs)")
 
 
-def cpu_has_bf16() -> bool:
-    """True when the CPU multiplies bf16 natively (AMX-BF16 or AVX512-BF16 in /proc/cpuinfo's flags)."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
-
-
-def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """bf16 for autocast, or None for fp32: `auto` picks bf16 on CUDA and on a CPU with native bf16."""
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" or cpu_has_bf16() else None
-    return torch.bfloat16 if precision == "bf16" else None
-
-
 def peak_flops(device: torch.device, override_tflops: float | None) -> float | None:
     if override_tflops:
         return override_tflops * 1e12
@@ -70,7 +57,7 @@ def synthetic_batch(config, batch_size: int, tokenizer, device: torch.device, ge
 
 
 def bench(args: argparse.Namespace) -> int:
-    from .train import configs_for, pick_device
+    from .train import autocast_dtype, configs_for, cpu_has_bf16, pick_device
 
     model_config, train_config = configs_for(args.preset)
     if args.image_size:
@@ -78,7 +65,8 @@ def bench(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     dtype = autocast_dtype(device, args.precision)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device            {name}")
+    print(f"device            {name}" + (f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+                                         if device.type == "cpu" else ""))
     print(f"precision         {'bf16 autocast' if dtype else 'fp32'} (--precision {args.precision}"
           f"{', CPU native bf16: ' + ('yes' if cpu_has_bf16() else 'no') if device.type == 'cpu' else ''})")
     sizes = [int(b) for b in args.batch_size.split(",")] if args.batch_size else [train_config.batch_size]
@@ -128,11 +116,12 @@ def bench_one(args, model_config, device: torch.device, dtype, batch_size: int, 
     warmup_seconds = time.perf_counter() - t0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
         step()
     sync()
     seconds = (time.perf_counter() - t0) / args.steps
+    cpu_seconds = (time.process_time() - cpu0) / args.steps
     tokens = float(mask.sum())
     peak = peak_flops(device, args.peak_tflops)
     threads = torch.get_num_threads()
@@ -144,6 +133,9 @@ def bench_one(args, model_config, device: torch.device, dtype, batch_size: int, 
     print(f"step time         {seconds * 1e3:.1f} ms over {args.steps} steps after {args.warmup} warm-up")
     print(f"images/s          {batch_size / seconds:.1f}"
           + (f" ({batch_size / seconds / threads:.1f} per core, {threads} threads)" if device.type == "cpu" else ""))
+    if device.type == "cpu":  # CPU time is what the step cost this process; wall time also counts other processes
+        print(f"CPU time/step     {cpu_seconds * 1e3:.1f} ms, all threads ({batch_size / cpu_seconds:.1f} images per "
+              "CPU-second)")
     print(f"tokens/s          {tokens / seconds:.0f}")
     print(f"FLOPs/step        {flops / 1e12:.3f} TFLOP (torch.utils.flop_counter)")
     print(f"achieved          {flops / seconds / 1e12:.2f} TFLOP/s")
