@@ -40,9 +40,9 @@ CODE: dict[str, tuple[str, ...]] = {
     "captions": ("hcot/generate.py", "hcot/backends.py", "hcot/chain.py", "hcot/realise.py", "hcot/knowledge.py",
                  "hcot/prompts.py", "hcot/schema.py", "hcot/factcheck.py", "vocab.py"),
     "shards": ("data/dataset.py", "data/geotiff.py", "data/__init__.py"),
-    "pretrained": ("model.py", "attention.py", "encoders.py", "losses.py", "train.py", "dist.py",
+    "pretrained": ("model.py", "model_config.py", "attention.py", "encoders.py", "losses.py", "train.py", "dist.py",
                    "vocab.py"),
-    "klip": ("model.py", "attention.py", "encoders.py", "losses.py", "train.py", "dist.py",
+    "klip": ("model.py", "model_config.py", "attention.py", "encoders.py", "losses.py", "train.py", "dist.py",
              "vocab.py", "scio/*.py", "hcot/factcheck.py", "hcot/realise.py"),
 }
 

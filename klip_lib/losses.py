@@ -94,30 +94,38 @@ def itc_loss(
     alpha: float = 0.0,
     image_feat_m: torch.Tensor | None = None,
     text_feat_m: torch.Tensor | None = None,
+    bank_valid: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Image-text contrastive loss of the local rows against a bank (gathered batch + queue), as ALBEF.
 
     Features are L2-normalised: `image_feat`/`text_feat` [B, D] online (with gradients), banks [N, D]
     momentum features. A bank entry whose id equals a row's id is a positive of that row (the row's own
     pair must be in the bank). With `alpha` > 0 the targets mix in the momentum model's softmax
-    (`image_feat_m`/`text_feat_m`, momentum distillation).
+    (`image_feat_m`/`text_feat_m`, momentum distillation). `bank_valid` (bool [N]) leaves out the entries
+    where it is False (a queue's empty slots), as if they were not in the bank: fixed shapes, same loss.
     """
     if alpha > 0 and (image_feat_m is None or text_feat_m is None):
         raise ValueError("itc_loss: alpha > 0 needs the momentum features image_feat_m and text_feat_m")
-    positives = (ids[:, None] == bank_ids[None, :]).float()
+    positives = ids[:, None] == bank_ids[None, :]
+    if bank_valid is not None:
+        positives = positives & bank_valid
+    positives = positives.float()
     targets = positives / positives.sum(1, keepdim=True)
+
+    def logits_of(feat, bank):  # an invalid entry gets the lowest logit: softmax weight exactly 0
+        logits = feat.float() @ bank.float().T / temp
+        return logits if bank_valid is None else logits.masked_fill(~bank_valid, torch.finfo(logits.dtype).min)
+
     losses = {}
     for name, feat, bank, feat_m in (
         ("itc_i2t", image_feat, text_bank, image_feat_m),
         ("itc_t2i", text_feat, image_bank, text_feat_m),
     ):
-        logits = feat.float() @ bank.float().T / temp
+        logits = logits_of(feat, bank)
         soft = targets
         if alpha > 0:
             with torch.no_grad():
-                soft = (
-                    alpha * F.softmax(feat_m.float() @ bank.float().T / temp, dim=1) + (1 - alpha) * targets
-                )
+                soft = alpha * F.softmax(logits_of(feat_m, bank), dim=1) + (1 - alpha) * targets
         total = -(F.log_softmax(logits, dim=1) * soft).sum()
         losses[name] = global_mean(total, feat.shape[0])
     losses["itc"] = (losses["itc_i2t"] + losses["itc_t2i"]) / 2
@@ -126,26 +134,31 @@ def itc_loss(
 
 @torch.no_grad()
 def sample_hard_negatives(
-    sim: torch.Tensor, ids: torch.Tensor, generator: torch.Generator | None = None
+    sim: torch.Tensor, ids: torch.Tensor, uniform: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One negative column per row of `sim` [G, G], drawn with probability softmax(sim row).
+    """One negative column per row of `sim` [G, G], drawn with probability softmax(sim row), on sim's device.
 
-    Columns sharing the row's id (its own tile and every tile of the same scene) are never drawn.
-    Returns (index [G], has_negative [G]); a row whose every column shares its id has no negative.
+    Gumbel-max: the column of the largest sim + Gumbel noise made from `uniform` [G, G] (values in [0, 1), e.g.
+    `torch.rand`), which is a draw from softmax(sim row); fixed shapes, no host sync. Columns sharing the row's
+    id (its own tile and every tile of the same scene) are never drawn.
+    Returns (index [G], has_negative [G]); a row whose every column shares its id has no negative (index 0).
     """
     same = ids[:, None] == ids[None, :]
-    weights = F.softmax(sim.float(), dim=1).masked_fill(same, 0.0)
-    has_negative = weights.sum(1) > 0
-    weights[~has_negative] = 1.0  # drawn but unused: keeps the generator's draws aligned across ranks
-    index = torch.multinomial(weights.cpu(), 1, generator=generator).squeeze(1).to(sim.device)
-    return index, has_negative
+    tiny = torch.finfo(torch.float32).tiny
+    gumbel = -torch.log(-torch.log(uniform.float().clamp(tiny, 1 - 1e-7)))
+    scores = (sim.float() + gumbel).masked_fill(same, float("-inf"))
+    return scores.argmax(1), ~same.all(1)
 
 
-def itm_loss(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Image-text matching: cross-entropy of [N, 2] logits against labels (1 match, 0 not)."""
-    total = F.cross_entropy(logits.float(), labels, reduction="sum")
-    accuracy = (logits.argmax(1) == labels).float().mean()
-    return {"itm": global_mean(total, labels.numel()), "itm_acc": accuracy.detach()}
+def itm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Image-text matching: cross-entropy of [N, 2] logits against labels (1 match, 0 not); `weights` [N] (0 or 1)
+    leave rows out (a hard negative that could not be drawn) while the shapes stay fixed."""
+    weights = torch.ones_like(labels, dtype=torch.float32) if weights is None else weights.float()
+    total = (F.cross_entropy(logits.float(), labels, reduction="none") * weights).sum()
+    accuracy = ((logits.argmax(1) == labels).float() * weights).sum() / weights.sum().clamp_min(1)
+    return {"itm": global_mean(total, weights.sum()), "itm_acc": accuracy.detach()}
 
 
 def mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

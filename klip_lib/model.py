@@ -2,7 +2,8 @@
 
 ITC uses momentum (EMA) encoders and feature queues; ITM draws hard negatives by ITC similarity, never
 from the same scene; MLM is image-conditioned and its masking prefers knowledge slots (`klip_lib.losses`).
-The model takes tensors: images [B, C, S, S], token ids and masks from `load_tokenizer`, integer scene ids
+The training step (`KlipModel.step`) has fixed shapes and no host sync, so `torch.compile` traces it as one graph
+(`compile_step`). The model takes tensors: images [B, C, S, S], token ids and masks from `load_tokenizer`, integer scene ids
 (`scene_ids_tensor` turns the data layer's string scene ids into them).
 """
 
@@ -10,10 +11,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -34,99 +33,15 @@ from .encoders import (
     read_state,
     text_checkpoint_state,
 )
-from .errors import InputError
 from .losses import IGNORE_INDEX, itc_loss, itm_loss, mask_tokens, mlm_loss, sample_hard_negatives
+from .model_config import KlipConfig, bert_config, load_tokenizer, mlm_slots, scene_ids_tensor
 from .weights import PICKLE_SUFFIXES, CheckpointError
+
+__all__ = ["CheckpointError", "KlipConfig", "KlipModel", "OBJECTIVES", "load_tokenizer", "mlm_slots",
+           "scene_ids_tensor"]
 
 OBJECTIVES: tuple[str, ...] = ("itc", "itm", "mlm")
 CONFIG_NAME = "config.json"
-
-
-@dataclass
-class KlipConfig:
-    image_encoder: str = "vit_tiny_patch16_224"  # timm model name of the image encoder
-    image_size: int = 64  # input image side in pixels
-    in_chans: int = 2  # polarisation channels: co-pol then cross-pol
-    patch_size: int | None = 8  # ViT patch side in pixels; None keeps the timm model's own
-    image_encoder_kwargs: dict = field(
-        default_factory=dict
-    )  # extra timm.create_model arguments, e.g. {"depth": 4}
-    image_weights: str | None = (
-        None  # local timm weights file (.safetensors, or a torch file of tensors) for the image encoder; None: random
-    )
-    text_init: str = (
-        "config"  # "config" (random, sizes below), "minilm" (bundled MiniLM-L6) or a local BERT folder
-    )
-    tokenizer: str = "minilm"  # "minilm" (bundled uncased BERT word pieces) or a local tokenizer folder
-    vocab_size: int = 30522  # rows of the word-embedding table; must cover the tokenizer
-    text_hidden: int = 384  # text encoder width (overridden by a checkpoint's config)
-    text_layers: int = 6  # text encoder layers in all, fusion layers included (overridden by a checkpoint)
-    text_heads: int = 12  # attention heads per text layer (overridden by a checkpoint)
-    text_intermediate: int = 1536  # feed-forward width of a text layer (overridden by a checkpoint)
-    text_positions: int = 512  # rows of the position-embedding table (overridden by a checkpoint)
-    fusion_layers: int = 3  # the last layers of the text encoder that get cross-attention to image tokens
-    text_dropout: float = 0.1  # dropout of the text encoder (hidden and attention)
-    max_text_len: int = 64  # tokens per caption after truncation
-    embed_dim: int = 256  # width of the shared ITC space
-    queue_size: int = 4096  # momentum features kept for ITC (0: batch only)
-    momentum: float = 0.995  # EMA factor of the momentum encoders
-    temp: float = 0.07  # initial ITC temperature (learnable, clamped to [0.001, 0.5])
-    alpha: float = 0.4  # momentum-distillation weight of the ITC targets
-    mlm_knowledge_ratio: float = 0.5  # probability that a knowledge-slot token is masked
-    mlm_random_ratio: float = 0.15  # probability that any other ordinary token is masked
-
-    def validate(self) -> None:
-        """Raise InputError (a ValueError) naming the first inconsistent field."""
-        if not 1 <= self.fusion_layers <= self.text_layers:
-            raise InputError(
-                f"fusion_layers={self.fusion_layers} must be between 1 and text_layers={self.text_layers}"
-            )
-        if self.max_text_len > self.text_positions:
-            raise InputError(f"max_text_len={self.max_text_len} exceeds text_positions={self.text_positions}")
-        if self.queue_size < 0 or not 0 <= self.momentum <= 1:
-            raise InputError(
-                f"queue_size={self.queue_size} must be >= 0 and momentum={self.momentum} in [0, 1]"
-            )
-        for name in ("mlm_knowledge_ratio", "mlm_random_ratio", "alpha"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise InputError(f"{name}={getattr(self, name)} must be in [0, 1]")
-
-    @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> KlipConfig:
-        """Build from a dict; unknown keys raise with their names."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(f"{source}: unknown KlipConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**values)
-
-
-def load_tokenizer(config: KlipConfig):
-    """The BERT word-piece tokenizer named by `config.tokenizer`, loaded offline (cached per folder)."""
-    return load_tokenizer_from(str(local_folder(config.tokenizer, "tokenizer")))
-
-
-def scene_ids_tensor(scene_ids: list[str], device: torch.device | str | None = None) -> torch.Tensor:
-    """Stable int64 ids for string scene ids (same on every rank and run, unlike Python's hash)."""
-    values = [
-        int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") & (2**63 - 1)
-        for s in scene_ids
-    ]
-    return torch.tensor(values, dtype=torch.long, device=device)
-
-
-def _bert_config(config: KlipConfig) -> BertConfig:
-    """The text encoder's sizes as a transformers BertConfig (a plain config object; the layers are ours)."""
-    return BertConfig(
-        vocab_size=config.vocab_size,
-        hidden_size=config.text_hidden,
-        num_hidden_layers=config.text_layers,
-        num_attention_heads=config.text_heads,
-        intermediate_size=config.text_intermediate,
-        max_position_embeddings=config.text_positions,
-        hidden_dropout_prob=config.text_dropout,
-        attention_probs_dropout_prob=config.text_dropout,
-    )
 
 
 class KlipModel(nn.Module):
@@ -197,7 +112,7 @@ class KlipModel(nn.Module):
     def _resolve_text(config: KlipConfig, allow_pickle: bool) -> tuple[BertConfig, dict]:
         """The text encoder's BertConfig and, for a checkpoint init, its renamed tensors."""
         if config.text_init == "config":
-            return _bert_config(config), {}
+            return bert_config(config), {}
         folder = local_folder(config.text_init, "text_init checkpoint")
         bert = BertConfig.from_pretrained(str(folder), local_files_only=True)
         bert.hidden_dropout_prob = bert.attention_probs_dropout_prob = config.text_dropout
@@ -306,15 +221,17 @@ class KlipModel(nn.Module):
     # training ------------------------------------------------------------------------------------
     @torch.no_grad()
     def momentum_update(self) -> None:
-        """EMA step of the momentum encoders: p_m <- m * p_m + (1 - m) * p."""
+        """EMA step of the momentum encoders: p_m <- m * p_m + (1 - m) * p (one foreach kernel per op)."""
         m = self.config.momentum
-        for online, momentum in self._momentum_pairs():
-            for p, p_m in zip(online.parameters(), momentum.parameters(), strict=True):
-                p_m.mul_(m).add_(p.detach(), alpha=1 - m)
+        pairs = [(p_m, p.detach()) for online, momentum in self._momentum_pairs()
+                 for p, p_m in zip(online.parameters(), momentum.parameters(), strict=True)]
+        averaged, online = [p_m for p_m, _ in pairs], [p for _, p in pairs]
+        torch._foreach_mul_(averaged, m)
+        torch._foreach_add_(averaged, online, alpha=1 - m)
 
     @torch.no_grad()
     def _enqueue(self, image_feat: torch.Tensor, text_feat: torch.Tensor, ids: torch.Tensor) -> None:
-        """Write the newest momentum features into the ring-buffer queues."""
+        """Write the newest momentum features into the ring-buffer queues (fixed shapes, no host sync)."""
         q = self.config.queue_size
         n = min(len(ids), q)
         if n == 0:
@@ -325,6 +242,10 @@ class KlipModel(nn.Module):
         self.id_queue[slots] = ids[-n:]
         self.queue_ptr.copy_((self.queue_ptr + n) % q)
         self.queue_filled.copy_((self.queue_filled + n).clamp(max=q))
+
+    def compile_step(self, **options) -> None:
+        """Run the training step (`step`) through `torch.compile(fullgraph=True, **options)` from now on."""
+        self._compiled_step = torch.compile(self.step, fullgraph=True, **options)
 
     def forward(
         self,
@@ -344,6 +265,7 @@ class KlipModel(nn.Module):
         and MLM masking.
         `mlm_inputs` = (masked input_ids, labels) from `mask_tokens`; masked here when None. In training
         mode the momentum encoders take an EMA step and the queues are filled.
+        The random draws and the tokenizer work happen here, eagerly; `step` takes only tensors and static values.
         """
         unknown = [o for o in objectives if o not in OBJECTIVES]
         if unknown or not objectives:
@@ -351,30 +273,45 @@ class KlipModel(nn.Module):
         dist.check_equal_batches(images.shape[0], images.device)
         with torch.no_grad():
             self.temp.clamp_(0.001, 0.5)
-        image_embeds, image_feat = self.image_tokens(images)
-        text_embeds, text_feat = self.text_tokens(input_ids, attention_mask)
-        out: dict[str, torch.Tensor] = {}
-        if "itc" in objectives:
-            alpha = self.config.alpha if alpha is None else alpha
-            out.update(self._itc(images, input_ids, attention_mask, image_feat, text_feat, scene_ids, alpha))
-        if "itm" in objectives:
-            out.update(
-                self._itm(
-                    image_embeds, image_feat, text_embeds, text_feat, attention_mask, scene_ids, generator
-                )
-            )
+        noise = masked_ids = labels = None
+        slots = 0
+        if "itm" in objectives:  # uniform noise of the Gumbel-max draws, text and image side, rows of all ranks
+            rows = images.shape[0] * dist.world_size()
+            noise = torch.rand(2, rows, rows, generator=generator).to(images.device, non_blocking=True)
         if "mlm" in objectives:
             if mlm_inputs is None:
                 c = self.config
                 mlm_inputs = mask_tokens(
                     input_ids, self.tokenizer, c.mlm_knowledge_ratio, c.mlm_random_ratio, generator
                 )
-            out.update(self._mlm(image_embeds, attention_mask, *mlm_inputs))
+            masked_ids, labels = mlm_inputs
+            slots = mlm_slots(labels)
+        step = getattr(self, "_compiled_step", None) or self.step
+        alpha = self.config.alpha if alpha is None else float(alpha)
+        return step(images, input_ids, attention_mask, scene_ids, tuple(objectives), alpha, noise, masked_ids,
+                    labels, slots)
+
+    def step(self, images, input_ids, attention_mask, scene_ids, objectives: tuple[str, ...], alpha: float,
+             itm_noise: torch.Tensor | None, masked_ids: torch.Tensor | None, labels: torch.Tensor | None,
+             mlm_slots: int) -> dict[str, torch.Tensor]:
+        """The losses of one step on tensors of fixed shapes: no host sync and no branch on tensor values, so
+        that dynamo traces it as one graph. `itm_noise` [2, G, G] uniform (G: rows of all ranks), `mlm_slots`
+        the number of token positions the MLM head runs on (`mlm_slots`)."""
+        image_embeds, image_feat = self.image_tokens(images)
+        text_embeds, text_feat = self.text_tokens(input_ids, attention_mask)
+        out: dict[str, torch.Tensor] = {}
+        if "itc" in objectives:
+            out.update(self._itc(images, input_ids, attention_mask, image_feat, text_feat, scene_ids, alpha))
+        if "itm" in objectives:
+            out.update(self._itm(image_embeds, image_feat, text_embeds, text_feat, attention_mask, scene_ids,
+                                 itm_noise))
+        if "mlm" in objectives:
+            out.update(self._mlm(image_embeds, attention_mask, masked_ids, labels, mlm_slots))
         out["loss"] = sum(out[o] for o in objectives)
         return out
 
     def _itc(self, images, input_ids, attention_mask, image_feat, text_feat, scene_ids, alpha):
-        """ITC of the local rows against the gathered momentum batch and the queue; then enqueue (training)."""
+        """ITC of the local rows against the gathered momentum batch and the queue's filled slots; then enqueue."""
         with torch.no_grad():
             if self.training:
                 self.momentum_update()
@@ -382,54 +319,48 @@ class KlipModel(nn.Module):
             _, text_feat_m = self.text_tokens(input_ids, attention_mask, momentum=True)
             image_all, text_all = dist.all_gather(image_feat_m), dist.all_gather(text_feat_m)
             ids_all = dist.all_gather(scene_ids)
-            filled = int(self.queue_filled)
-            image_bank = torch.cat([image_all.float(), self.image_queue[:filled]])
-            text_bank = torch.cat([text_all.float(), self.text_queue[:filled]])
-            bank_ids = torch.cat([ids_all, self.id_queue[:filled]])
-        losses = itc_loss(
-            image_feat,
-            text_feat,
-            image_bank,
-            text_bank,
-            scene_ids,
-            bank_ids,
-            self.temp,
-            alpha,
-            image_feat_m,
-            text_feat_m,
-        )
+            image_bank = torch.cat([image_all.float(), self.image_queue])
+            text_bank = torch.cat([text_all.float(), self.text_queue])
+            bank_ids = torch.cat([ids_all, self.id_queue])
+            filled = torch.arange(self.config.queue_size, device=ids_all.device) < self.queue_filled
+            bank_valid = torch.cat([torch.ones_like(ids_all, dtype=torch.bool), filled])
+        losses = itc_loss(image_feat, text_feat, image_bank, text_bank, scene_ids, bank_ids, self.temp, alpha,
+                          image_feat_m, text_feat_m, bank_valid)
         if self.training:
             self._enqueue(image_all, text_all, ids_all)
         return losses
 
-    def _itm(self, image_embeds, image_feat, text_embeds, text_feat, attention_mask, scene_ids, generator):
-        """ITM over the local positives and, per row, one hard negative text and image from any rank."""
-        rows = dist.local_rows(len(scene_ids))
+    def _itm(self, image_embeds, image_feat, text_embeds, text_feat, attention_mask, scene_ids, noise):
+        """ITM over the local positives and, per row, one hard negative text and one hard negative image from any
+        rank: 3B pairs always; a row without a candidate negative (its whole batch one scene) weighs 0."""
+        b = len(scene_ids)
+        rows = dist.local_rows(b)
         with torch.no_grad():
             ids_all = dist.all_gather(scene_ids)
             sim = dist.all_gather(image_feat).float() @ dist.all_gather(text_feat).float().T / self.temp
-            # drawn for the rows of all ranks with one generator, as one process with the combined batch would
-            neg_text, has_text = (t[rows] for t in sample_hard_negatives(sim, ids_all, generator))
-            neg_image, has_image = (t[rows] for t in sample_hard_negatives(sim.T, ids_all, generator))
+            # drawn for the rows of all ranks, as one process with the combined batch would
+            neg_text, has_text = (t[rows] for t in sample_hard_negatives(sim, ids_all, noise[0]))
+            neg_image, has_image = (t[rows] for t in sample_hard_negatives(sim.T, ids_all, noise[1]))
         text_embeds_p, attention_mask_p = dist.pad_to_common_length(text_embeds, attention_mask)
         text_all = dist.all_gather_with_grad(text_embeds_p)
         mask_all = dist.all_gather(attention_mask_p)
         image_all = dist.all_gather_with_grad(image_embeds)
-        neg_text, neg_image = neg_text[has_text], neg_image[has_image]
-        texts = torch.cat([text_embeds_p, text_all[neg_text], text_embeds_p[has_image]])
-        masks = torch.cat([attention_mask_p, mask_all[neg_text], attention_mask_p[has_image]])
-        images = torch.cat([image_embeds, image_embeds[has_text], image_all[neg_image]])
+        texts = torch.cat([text_embeds_p, text_all[neg_text], text_embeds_p])
+        masks = torch.cat([attention_mask_p, mask_all[neg_text], attention_mask_p])
+        images = torch.cat([image_embeds, image_embeds, image_all[neg_image]])
         fused = self.fusion(texts, masks, images)
-        labels = torch.zeros(len(texts), dtype=torch.long, device=texts.device)
-        labels[: len(scene_ids)] = 1
-        return itm_loss(self.itm_head(fused[:, 0]), labels)
+        labels = torch.cat([torch.ones_like(scene_ids), torch.zeros_like(scene_ids).repeat(2)])
+        weights = torch.cat([torch.ones_like(has_text), has_text, has_image]).float()
+        return itm_loss(self.itm_head(fused[:, 0]), labels, weights)
 
-    def _mlm(self, image_embeds, attention_mask, masked_ids, labels):
-        """Image-conditioned MLM; the head runs on the selected tokens only."""
+    def _mlm(self, image_embeds, attention_mask, masked_ids, labels, slots: int):
+        """Image-conditioned MLM; the vocabulary head runs on `slots` positions: the masked tokens first (in
+        order), then unmasked ones whose label is IGNORE_INDEX (a fixed count, not the data-dependent one)."""
         text_embeds, _ = self.text_tokens(masked_ids, attention_mask)
         fused = self.fusion(text_embeds, attention_mask, image_embeds)
-        selected = labels != IGNORE_INDEX
-        return mlm_loss(self._mlm_head(fused[selected]), labels[selected])
+        flat_labels = labels.flatten()
+        order = torch.argsort((flat_labels == IGNORE_INDEX).to(torch.uint8), stable=True)[:slots]
+        return mlm_loss(self._mlm_head(fused.flatten(0, 1)[order]), flat_labels[order])
 
     # checkpoints ---------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

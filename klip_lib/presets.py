@@ -3,9 +3,10 @@
 A preset is data: a dict of sections, each section the keyword arguments of that part's dataclass
 (`data` -> klip_lib.data.SimConfig, `model` -> klip_lib.model.KlipConfig, `train` -> klip_lib.train.TrainConfig).
 `smoke` finishes on a 2-core CPU in minutes; `study` is sized for an effect to show within an hour on 2 cores
-(a `notebooks` section: parameters `klip run` passes to the notebooks, by stem); `gpu` targets one H100-class GPU in bf16, eager: torch.compile of the
-whole model did not finish warm-up plus 20 steps within 240 s on an H200 (graph breaks at the ITC queue fill level
-and the data-dependent ITM/MLM shapes), so it stays opt-in (`TrainConfig.compile`).
+(a `notebooks` section: parameters `klip run` passes to the notebooks, by stem); `gpu` targets one H100-class GPU in bf16, eager: compiling the
+training step (`TrainConfig.compile`, `KlipModel.compile_step`: one graph, fixed shapes since issue 21) stays
+opt-in until it is measured on a GPU (before, dynamo broke the graph at the queue fill level and recompiled for the
+data-dependent ITM/MLM shapes, and warm-up plus 20 steps did not finish within 240 s on an H200).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pretraining engine: AdamW + warmup/cosine, clipping, accumulation, bf16 on CUDA, exact resume, DDP.
+"""Pretraining engine: fused AdamW + warmup/cosine, clipping, accumulation, bf16 where the chip has it, exact resume, DDP.
 
 One entry point for one CPU, one GPU or `torchrun` (DDP):
 
@@ -40,6 +40,7 @@ OBJECTIVES: dict[str, tuple[str, ...]] = {
     "itc+itm+mlm": ("itc", "itm", "mlm"),  # BLIP-like
     "klip": ("itc", "itm", "mlm"),  # BLIP-like losses on SCIO-proofread captions
 }
+PRECISIONS = ("auto", "bf16", "fp32")
 CHECKPOINT = "checkpoint.pt"
 METRICS_CSV = "metrics.csv"
 RESULT = "result.json"  # what a finished pretraining measured (read_result)
@@ -63,13 +64,16 @@ class TrainConfig:
     alpha: float = 0.4  # momentum-distillation weight of the ITC targets
     checkpoint_every: int = 20  # write a resumable checkpoint every N steps (and at the end)
     num_workers: int = 0  # DataLoader worker processes
-    compile: bool = False  # torch.compile the model (CUDA)
+    compile: bool = False  # torch.compile the training step (KlipModel.compile_step: one graph, fixed shapes)
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA and on CPUs with AMX/AVX512-BF16, fp32 elsewhere; "bf16", "fp32"
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda"
     seed: int = 0  # drives batches, initialisation, masking and negatives
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise TrainError(f"unknown objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+        if self.precision not in PRECISIONS:
+            raise TrainError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
 
 
 # data ---------------------------------------------------------------------------------------------
@@ -162,6 +166,23 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def cpu_has_bf16() -> bool:
+    """True when the CPU multiplies bf16 natively (AMX-BF16 or AVX512-BF16 in /proc/cpuinfo's flags)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """bf16 for autocast, or None for fp32: `auto` picks bf16 on CUDA and on a CPU with native bf16 (elsewhere
+    bf16 is emulated and slower than fp32)."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" or cpu_has_bf16() else None
+    return torch.bfloat16 if precision == "bf16" else None
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -243,6 +264,7 @@ class TrainResult:
     before: dict  # fixed-batch losses before training (fixed_batch_losses)
     after: dict  # fixed-batch losses after this call
     seconds: float  # wall time of this call
+    precision: str = "fp32"  # what the step ran in: "bf16 autocast" or "fp32" (TrainConfig.precision, chosen at run time)
 
 
 def pretrain(shard_dir, out_dir, model_config: KlipConfig, cfg: TrainConfig, captions=None, resume: bool = True,
@@ -267,7 +289,8 @@ def pretrain(shard_dir, out_dir, model_config: KlipConfig, cfg: TrainConfig, cap
     dataset = open_shards(shard_dir, model_config, captions)
     model = model if model is not None else KlipModel(model_config)
     model.to(device).train()
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), fused=None)
+    # fused: one kernel for all parameters (CPU and CUDA), elementwise, so as deterministic as the foreach one
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     generator = torch.Generator(device="cpu").manual_seed(cfg.seed + 1000 * rank)
     step, first = 0, {}
@@ -287,7 +310,7 @@ def pretrain(shard_dir, out_dir, model_config: KlipConfig, cfg: TrainConfig, cap
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=cfg.objective == "itc", broadcast_buffers=False)
     if cfg.compile:
-        net = torch.compile(net)
+        model.compile_step()
     end = min(cfg.steps, stop_after) if stop_after else cfg.steps
     sampler = StepBatches(len(dataset), cfg.batch_size, cfg.seed, step * cfg.grad_accum, end * cfg.grad_accum,
                           rank, world)
@@ -298,7 +321,8 @@ def pretrain(shard_dir, out_dir, model_config: KlipConfig, cfg: TrainConfig, cap
     if step:
         set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"], generator)
     objectives = OBJECTIVES[cfg.objective]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    dtype = autocast_dtype(device, cfg.precision)
+    autocast = torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
     log_path = out_dir / METRICS_CSV
     if step == 0 and rank == 0:
         log_path.unlink(missing_ok=True)
@@ -355,7 +379,8 @@ def pretrain(shard_dir, out_dir, model_config: KlipConfig, cfg: TrainConfig, cap
     if not last and log_path.exists():
         last = read_csv(log_path)[-1]
     after = fixed_batch_losses(model, dataset, objectives, seed=cfg.seed)
-    result = TrainResult(out_dir, step, first, last, before, after, time.perf_counter() - t0)
+    result = TrainResult(out_dir, step, first, last, before, after, time.perf_counter() - t0,
+                         "bf16 autocast" if dtype else "fp32")
     if rank == 0 and step == cfg.steps:
         write_json_atomic(out_dir / RESULT, {k: v for k, v in dataclasses.asdict(result).items() if k != "out_dir"})
     return result

@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("data",),  # simulator, GeoTIFF I/O, index, datasets
     ("knowledge",),  # facts of real tiles: offline geography, sensor metadata, classical SAR methods
     ("hcot",),  # knowledge chain and captions
-    ("attention", "encoders", "losses", "model"),  # the model
+    ("attention", "encoders", "losses", "model_config", "model"),  # the model
     ("train", "train_bench"),  # pretraining
     ("scio",),  # SCIO
     ("tasks", "scio_inject"),  # evaluation (the SCIO harness is evaluation code)

@@ -89,7 +89,7 @@ def test_hard_negatives_never_come_from_the_same_scene():
     sim = torch.where(same, 10.0, torch.randn(12, 12))  # same-scene columns would win every draw if allowed
     g = torch.Generator().manual_seed(0)
     for _ in range(50):
-        index, has_negative = sample_hard_negatives(sim, ids, g)
+        index, has_negative = sample_hard_negatives(sim, ids, torch.rand(12, 12, generator=g))
         assert bool(has_negative.all())
         assert not bool((ids[index] == ids).any())
 
@@ -98,10 +98,22 @@ def test_hard_negatives_follow_the_similarity_and_flag_rows_without_candidates()
     ids = torch.tensor([0, 1, 2, 2])
     sim = torch.tensor([[0.0, 8.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0] * 4, [0.0] * 4])
     g = torch.Generator().manual_seed(0)
-    picks = torch.stack([sample_hard_negatives(sim, ids, g)[0] for _ in range(100)])
+    picks = torch.stack([sample_hard_negatives(sim, ids, torch.rand(4, 4, generator=g))[0] for _ in range(100)])
     assert float((picks[:, 0] == 1).float().mean()) > 0.95  # softmax weight of column 1 is e^8 / (e^8 + 2)
-    _, has_negative = sample_hard_negatives(sim, torch.zeros(4, dtype=torch.long), g)
+    _, has_negative = sample_hard_negatives(sim, torch.zeros(4, dtype=torch.long), torch.rand(4, 4, generator=g))
     assert not bool(has_negative.any())
+
+
+def test_hard_negatives_are_drawn_with_the_softmax_frequencies():
+    sim = torch.tensor([[0.0, 1.0, 2.0, 0.5]])
+    ids = torch.tensor([0, 1, 2, 3])
+    g = torch.Generator().manual_seed(0)
+    picks = torch.stack([sample_hard_negatives(sim.expand(4, 4), ids, torch.rand(4, 4, generator=g))[0][0]
+                         for _ in range(4000)])
+    expected = torch.softmax(torch.tensor([1.0, 2.0, 0.5]), 0)  # column 0 is the row's own id: never drawn
+    observed = torch.stack([(picks == c).float().mean() for c in (1, 2, 3)])
+    assert not bool((picks == 0).any())
+    torch.testing.assert_close(observed, expected, atol=0.03, rtol=0)
 
 
 def test_itm_and_mlm_losses_on_known_logits():
@@ -142,3 +154,27 @@ def test_mask_tokens_masks_knowledge_slots_at_the_configured_rate(tokenizer):
     kept = (masked[selected] == ids[selected]).float().mean()
     assert 0.75 < float(replaced) < 0.85 and 0.05 < float(kept) < 0.15
     assert torch.equal(masked[~selected], ids[~selected])
+
+
+def test_itc_with_invalid_bank_entries_equals_the_bank_without_them():
+    g = torch.Generator().manual_seed(2)
+    image = F.normalize(torch.randn(4, 8, generator=g), dim=1)
+    text = F.normalize(torch.randn(4, 8, generator=g), dim=1)
+    queue = F.normalize(torch.randn(6, 8, generator=g), dim=1)
+    ids, queue_ids = torch.arange(4), torch.tensor([0, 5, 6, 7, -1, -1])
+    valid = torch.tensor([True] * 4 + [True, True, True, False, False, False])
+    full = itc_loss(image, text, torch.cat([image, queue]), torch.cat([text, queue]), ids,
+                    torch.cat([ids, queue_ids]), 0.1, 0.4, image, text, valid)
+    cut = itc_loss(image, text, torch.cat([image, queue[:3]]), torch.cat([text, queue[:3]]), ids,
+                   torch.cat([ids, queue_ids[:3]]), 0.1, 0.4, image, text)
+    for name in ("itc", "itc_i2t", "itc_t2i"):
+        torch.testing.assert_close(full[name], cut[name])
+
+
+def test_itm_weights_leave_rows_out():
+    logits = torch.tensor([[0.0, 2.0], [1.0, -1.0], [3.0, 0.0], [0.5, 0.5]])
+    labels = torch.tensor([1, 0, 0, 1])
+    weighted = itm_loss(logits, labels, torch.tensor([1.0, 1.0, 0.0, 1.0]))
+    kept = itm_loss(logits[[0, 1, 3]], labels[[0, 1, 3]])
+    torch.testing.assert_close(weighted["itm"], kept["itm"])
+    torch.testing.assert_close(weighted["itm_acc"], kept["itm_acc"])

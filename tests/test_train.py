@@ -120,6 +120,27 @@ def test_full_disk_keeps_the_previous_checkpoint(shards, tmp_path, monkeypatch):
     assert not list(out.glob(".*.tmp"))
 
 
+def test_precision_is_chosen_at_run_time_from_the_chip(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
+    assert train.autocast_dtype(cpu) is torch.bfloat16 and train.autocast_dtype(cpu, "fp32") is None
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)  # emulated bf16 is slower than fp32: fp32
+    assert train.autocast_dtype(cpu) is None and train.autocast_dtype(cpu, "bf16") is torch.bfloat16
+    with pytest.raises(train.TrainError, match="unknown precision 'fp16'"):
+        tiny_train(precision="fp16")
+
+
+def test_the_result_records_the_precision_and_bf16_stays_near_fp32(shards, tmp_path):
+    """Same seed, same batches: bf16 autocast's first-step loss within 5% of fp32's (bf16 keeps 8 mantissa bits:
+    0.4% per rounding, compounded over the layers), and each result says what it ran in."""
+    runs = {p: train.pretrain(shards, tmp_path / p, tiny_config(), tiny_train(steps=2, precision=p), progress=False)
+            for p in ("fp32", "bf16")}
+    assert runs["fp32"].precision == "fp32" and runs["bf16"].precision == "bf16 autocast"
+    assert train.read_result(tmp_path / "bf16").precision == "bf16 autocast"
+    for name in ("itc", "itm", "mlm"):
+        assert runs["bf16"].first[name] == pytest.approx(runs["fp32"].first[name], rel=0.05), name
+
+
 def test_unknown_objective():
     with pytest.raises(train.TrainError, match="unknown objective 'mae'"):
         train.TrainConfig(objective="mae")
@@ -131,7 +152,8 @@ def test_bench_pretrain_runs_on_cpu(capsys):
     assert main(["bench", "pretrain", "--preset", "smoke", "--device", "cpu", "--image-size", "32",
                  "--batch-size", "2", "--steps", "2", "--warmup", "1"]) == 0
     out = capsys.readouterr().out
-    assert "images/s" in out and "FLOPs/step" in out and "MFU" in out
+    assert "images/s" in out and "FLOPs/step" in out and "MFU" in out and "per core" in out
+    assert "precision" in out and "peak memory" in out and "CPU time/step" in out and "load average" in out
     flops = float(out.split("FLOPs/step")[1].split("TFLOP")[0])
     assert flops > 0
 
