@@ -228,8 +228,9 @@ def run_harness(shard_dir, captions, out_dir, preset: str = "smoke", seed: int =
 
 def screening_study(shard_dir, captions, out_dir, preset: str = "smoke", seed: int = 0, noise="expert",
                     copies: int = 24, strategies: tuple[str, ...] = ("released", "calibrated"),
-                    audit_items: int = 3, configs: tuple | None = None) -> dict[str, dict]:
-    """Both strategies screen the SAME model, pretrained (ITC+ITM+MLM, the preset's steps) on the noisy corpus:
+                    audit_items: int = 3, configs: tuple | None = None, steps: int = 0) -> dict[str, dict]:
+    """Both strategies screen the SAME model, pretrained (ITC+ITM+MLM, the preset's steps or `steps` > 0) on the
+    noisy corpus:
     a paired comparison of screening at round p0, one `score_screening` row per strategy (with the clean-caption
     damage), without the cost of each strategy's own rounds."""
     import torch
@@ -239,6 +240,8 @@ def screening_study(shard_dir, captions, out_dir, preset: str = "smoke", seed: i
     from .train import configs_for, pretrain
 
     model_config, train_cfg = configs or configs_for(preset, objective="klip", seed=seed)
+    if steps:
+        train_cfg = dataclasses.replace(train_cfg, steps=steps, warmup_steps=min(train_cfg.warmup_steps, steps))
     corpus = noisy_corpus(shard_dir, captions, model_config, ScioConfig(), seed, noise, copies)
     texts = write_corpus(corpus.data.train, Path(out_dir) / "noisy_captions.jsonl", proofread=False)
     torch.manual_seed(train_cfg.seed)
@@ -257,8 +260,43 @@ def screening_study(shard_dir, captions, out_dir, preset: str = "smoke", seed: i
 
 
 # tables and plots ------------------------------------------------------------------------------------
+def _ci(row: dict, key: str) -> str:
+    from .evidence import format_interval
+
+    return format_interval(row[key], row.get(f"{key}_ci"))
+
+
+def study_table(study: dict[str, dict]) -> list[dict]:
+    """One row per (strategy, method): precision, recall and F1 with 95% intervals, planted errors, flag rate,
+    share of true clauses flagged, and (for the strategy) its damage to clean captions."""
+    rows = []
+    for name, r in study.items():
+        for m in METHODS:
+            a = r[m]["all"]
+            rows.append({"strategy": name, "method": name if m == "scio" else m, "precision": _ci(a, "precision"),
+                         "recall": _ci(a, "recall"), "f1": _ci(a, "f1"), "planted": a["support"],
+                         "flag_rate": round(r[m]["flag_rate"], 3), "true_flagged": round(r[m]["false_flags"], 3),
+                         "clean_removed": _ci(r["clean"], "removed") if m == "scio" and "clean" in r else ""})
+    return rows
+
+
+def study_kinds(study: dict[str, dict], metric: str = "f1") -> list[dict]:
+    """Per error kind: planted errors and each strategy's and baseline's `metric` with its 95% interval."""
+    first = next(iter(study.values()))
+    rows = []
+    for kind in ERROR_KINDS:
+        row = {"kind": kind, "planted": first["scio"][kind]["support"]}
+        for name, r in study.items():
+            row[name] = _ci(r["scio"][kind], metric)
+            row[f"random ({name} rate)"] = _ci(r["random"][kind], metric)
+        row["capfilt"] = _ci(first["capfilt"][kind], metric)
+        rows.append(row)
+    return rows
+
+
 def rounds_table(log: list[dict]) -> list[dict]:
-    """One row per (round, method): overall precision, recall, F1 (with intervals), restored and damaged."""
+    """One row per (round, method) of a strategy's rounds: precision, recall, F1 (with intervals), restored and
+    damaged."""
     return [{"strategy": r.get("strategy"), "round": r["round"], "method": m,
              **{k: r[m]["all"][k] for k in ("precision", "recall", "f1", "support")},
              "f1_ci": r[m]["all"].get("f1_ci"), "false_flags": r[m]["false_flags"], "restored": r[m]["restored"],
@@ -270,21 +308,21 @@ def kinds_table(row: dict, method: str = "scio") -> dict[str, dict]:
     return {k: row[method][k] for k in ERROR_KINDS}
 
 
-def plot_rounds(logs: dict[str, list[dict]], save_to=None):
-    """Per strategy and round: screening F1 with its 95% interval for the strategy and its baselines."""
+def plot_study(study: dict[str, dict], save_to=None):
+    """Screening F1 with its 95% interval, overall and per error kind, for each strategy and its baselines."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(logs), figsize=(5 * len(logs), 3.5), constrained_layout=True, squeeze=False)
-    for ax, (name, log) in zip(axes[0], logs.items()):
-        rounds = [r["round"] for r in log]
+    kinds = list(KINDS)
+    fig, axes = plt.subplots(1, len(study), figsize=(6 * len(study), 3.5), constrained_layout=True, squeeze=False)
+    for ax, (name, r) in zip(axes[0], study.items()):
         for k, m in enumerate(METHODS):
-            f1 = np.array([r[m]["all"]["f1"] for r in log])
-            ci = np.array([r[m]["all"].get("f1_ci", [np.nan, np.nan]) for r in log], dtype=float)
-            x = np.arange(len(rounds)) + (k - 1) * 0.08
-            ax.errorbar(x, f1, yerr=[f1 - ci[:, 0], ci[:, 1] - f1], marker="o", capsize=3, label=m)
-        ax.set_xticks(range(len(rounds)), rounds)
-        ax.set_title(f"{name}: screening F1 (95% CI)")
+            f1 = np.array([r[m][kind]["f1"] for kind in kinds])
+            ci = np.array([r[m][kind].get("f1_ci", [np.nan, np.nan]) for kind in kinds], dtype=float)
+            ax.errorbar(np.arange(len(kinds)) + (k - 1) * 0.15, f1, yerr=np.abs([f1 - ci[:, 0], ci[:, 1] - f1]),
+                        fmt="o", capsize=3, label=name if m == "scio" else m)
+        ax.set_xticks(range(len(kinds)), kinds, rotation=20)
         ax.set_ylim(0, 1)
+        ax.set_title(f"{name}: screening F1 (95% CI)")
         ax.legend()
     if save_to:
         fig.savefig(save_to, dpi=100)
