@@ -248,8 +248,10 @@ def screening_study(shard_dir, captions, out_dir, preset: str = "smoke", seed: i
     model = KlipModel(model_config)
     pretrain(corpus.data.shard_dir, Path(out_dir) / "p0", model_config, train_cfg, captions=texts, resume=False,
              model=model)
+    from tqdm.auto import tqdm
+
     out = {}
-    for name in strategies:
+    for name in tqdm(strategies, desc="screen, reconstruct, baselines"):
         strategy, cfg = get_strategy(name), ScioConfig(strategy=name)
         screening = strategy.screen(model, corpus.data, corpus.data.train, cfg)
         items = [dataclasses.replace(it, flagged=f) for it, f in zip(corpus.data.train, screening.flags)]
@@ -306,6 +308,26 @@ def rounds_table(log: list[dict]) -> list[dict]:
 def kinds_table(row: dict, method: str = "scio") -> dict[str, dict]:
     """Precision, recall, F1 (with intervals) and support per error kind of one round."""
     return {k: row[method][k] for k in ERROR_KINDS}
+
+
+def plot_rounds(log: list[dict], save_to=None):
+    """Per round of a strategy's rounds (`run_harness`): screening F1 with its 95% interval for the strategy and
+    its baselines."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), constrained_layout=True)
+    rounds = [r["round"] for r in log]
+    for k, m in enumerate(METHODS):
+        f1 = np.array([r[m]["all"]["f1"] for r in log])
+        ci = np.array([r[m]["all"].get("f1_ci", [np.nan, np.nan]) for r in log], dtype=float)
+        ax.errorbar(np.arange(len(rounds)) + (k - 1) * 0.08, f1, yerr=np.abs([f1 - ci[:, 0], ci[:, 1] - f1]),
+                    marker="o", capsize=3, label=m)
+    ax.set_xticks(range(len(rounds)), rounds)
+    ax.set_title(f"{log[0].get('strategy', 'scio')}: screening F1 per round (95% CI)" if log else "no rounds")
+    ax.legend()
+    if save_to:
+        fig.savefig(save_to, dpi=100)
+    return fig
 
 
 def plot_study(study: dict[str, dict], save_to=None):
