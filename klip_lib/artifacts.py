@@ -289,10 +289,11 @@ def ensure_shards(run_dir, preset: str = "smoke", seed: int = 0) -> Path:
 
 
 def ensure_pretrained(run_dir, objective: str, preset: str = "smoke", seed: int = 0, steps: int = 0,
-                      fresh: bool = False) -> Path:
+                      fresh: bool = False, scio_strategy: str = "released") -> Path:
     """The model folder of the run's model pretrained with `objective` ('itc', 'itc+itm+mlm' or 'klip'), trained at
     the preset (`steps` > 0 overrides its step count) on the run's shards and captions; an interrupted training
-    with the same settings resumes, unless `fresh`."""
+    with the same settings resumes, unless `fresh`. 'klip' runs SCIO with `scio_strategy` ('released' or
+    'calibrated', klip_lib.scio.strategies), recorded in the manifest."""
     from .train import configs_for, pretrain, pretrain_dir
 
     model_config, cfg = configs_for(preset, objective=objective, seed=seed, **({"steps": steps} if steps else {}))
@@ -307,11 +308,17 @@ def ensure_pretrained(run_dir, objective: str, preset: str = "smoke", seed: int 
             from .hcot.generate import read_captions
             from .scio import pretrain_klip
 
-            pretrain_klip(shards, out, model_config, cfg, read_captions(captions), seed=seed)
+            pretrain_klip(shards, out, model_config, cfg, read_captions(captions), seed=seed, cfg=scio_cfg)
         else:
             pretrain(shards, out, model_config, cfg, captions=captions, resume=resume)
 
     params = {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(cfg)}
+    scio_cfg = None
+    if objective == "klip":  # the manifest records the SCIO strategy and its settings
+        from .scio import ScioConfig, default_steps
+
+        scio_cfg = ScioConfig(strategy=scio_strategy, steps=default_steps(cfg.steps, scio_strategy))
+        params["scio"] = dataclasses.asdict(scio_cfg)
     inputs = {"shards": key_of(shards), "captions": key_of(captions)}
     code_step = "klip" if objective == "klip" else "pretrained"
     build(out, Manifest.wanted(f"pretrain {objective}", params, inputs, code_step), make,

@@ -1,4 +1,5 @@
-"""`klip bench TOPIC`: throughput benchmarks that print their figures (never asserted by timed tests)."""
+"""`klip bench TOPIC`: benchmarks that print their figures (never asserted by timed tests): throughput of data,
+captioning and pretraining; SCIO's screening study over seeds."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ TOPICS: dict[str, str] = {
     "data": "klip_lib.data.bench",
     "caption": "klip_lib.hcot.bench",
     "pretrain": "klip_lib.train_bench",
+    "scio": "klip_lib.scio_bench",
 }
 
 

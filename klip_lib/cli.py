@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("klip_lib.runner", "execute the notebooks in order with Papermill into reports/<run>/"),
     "simulate": ("klip_lib.data.commands", "simulate a SAR dataset with ground truth"),
     "caption": ("klip_lib.hcot.commands", "generate HCoT captions for an index (resumable)"),
-    "bench": ("klip_lib.bench", "measure throughput: data, caption, pretrain"),
+    "bench": ("klip_lib.bench", "benchmarks: throughput of data, caption, pretrain; SCIO screening (scio)"),
     "artifacts": ("klip_lib.artifacts", "list a run folder's artifacts and what made each (manifests)"),
 }
 

@@ -1,35 +1,95 @@
-"""SCIO's error-injection harness: plant realistic mistakes in simulated captions, keep the truth, and score
-screening (precision, recall, F1 per error kind) and reconstruction (corrupted clauses restored to a true
-statement, true clauses damaged), for SCIO and the baselines (random flagging, whole-caption ITM filter)."""
+"""SCIO's error-injection harness (evaluation code: nothing in the training path imports it).
+
+Plant known mistakes in simulated captions, keep the truth, run a SCIO strategy's rounds on them and score
+screening (precision, recall, F1 overall and per error kind, with 95% bootstrap intervals over views) and
+reconstruction (wrong clauses restored, true clauses damaged) against random flagging at the strategy's flag rate
+and the whole-caption ITM filter (BLIP's CapFilt); plus the damage the strategy does to clean captions (the share
+of true clauses it flags when no error was planted) and a clause-level audit table.
+
+Noise profiles (`NOISE_PROFILES`, share of the eligible clauses of each error kind made wrong):
+
+- `expert`: like the paper's expert sampling of LLM captions, where roughly 64% to 90% of the statements per
+  dimension were correct, counting and aircraft recognition least accurate and landform most. Ours: count 36%
+  wrong, target type 34% (our type errors swap a ship or aircraft type for another of its group), position 22%,
+  water 12%, terrain (landform) 10%. These are our reading of the paper's ranges, not its table.
+- `stress`: 50% of every kind (the earlier setting: far more errors than any captioner makes).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
+from .evidence import mean_interval, metric_interval
 from .scio import Item
 from .scio.errors import ERROR_KINDS, clause_true, corrupt, inject_errors, wrong_labels  # noqa: F401 (re-exported)
 from .scio.screening import F1_TIE, f1_sweep
 
+NOISE_PROFILES: dict[str, dict[str, float]] = {
+    "expert": {"count": 0.36, "target type": 0.34, "position": 0.22, "water": 0.12, "terrain": 0.10},
+    "stress": {k: 0.5 for k in ERROR_KINDS},
+}
+KINDS = ("all",) + tuple(ERROR_KINDS)
+METHODS = ("scio", "random", "capfilt")
 
-def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
+
+def noise_rates(noise: str | float | dict) -> dict[str, float]:
+    """Per-kind error shares of a named profile, a single share, or a per-kind dict."""
+    if isinstance(noise, str):
+        if noise not in NOISE_PROFILES:
+            raise ValueError(f"unknown noise profile {noise!r}: choose one of {', '.join(NOISE_PROFILES)}")
+        return dict(NOISE_PROFILES[noise])
+    return dict(noise) if isinstance(noise, dict) else {k: float(noise) for k in ERROR_KINDS}
+
+
+# screening metrics -------------------------------------------------------------------------------------
+def _prf(tp, fp, fn) -> tuple[float, float, float]:
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "support": tp + fn}
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def screening_metrics(items: list[Item], flags: list[list[bool]], wrong: list[list[bool]]) -> dict:
-    """Precision, recall and F1 of flags against wrong clauses, overall and per error kind (by dimension)."""
-    rows = [(c.dim, f, w) for it, fs, ws in zip(items, flags, wrong) for c, f, w in zip(it.truth, fs, ws)]
-    out = {"all": _prf(sum(f and w for _, f, w in rows), sum(f and not w for _, f, w in rows),
-                       sum(w and not f for _, f, w in rows))}
-    for kind, dim in ERROR_KINDS.items():
-        sel = [(f, w) for d, f, w in rows if d == dim]
-        out[kind] = _prf(sum(f and w for f, w in sel), sum(f and not w for f, w in sel),
-                         sum(w and not f for f, w in sel))
-    out["flag_rate"] = float(np.mean([f for _, f, _ in rows])) if rows else 0.0
-    out["error_rate"] = float(np.mean([w for _, _, w in rows])) if rows else 0.0
+def confusion(items: list[Item], flags: list[list[bool]], wrong: list[list[bool]]) -> np.ndarray:
+    """Per view, per kind in KINDS ('all' first, then by dimension): [tp, fp, fn, clauses] counts."""
+    dims = {dim: 1 + k for k, dim in enumerate(ERROR_KINDS.values())}
+    out = np.zeros((len(items), len(KINDS), 4), dtype=np.int64)
+    for n, (it, fs, ws) in enumerate(zip(items, flags, wrong)):
+        for c, f, w in zip(it.truth or it.clauses, fs, ws):
+            cell = np.array([f and w, f and not w, w and not f, 1])
+            out[n, 0] += cell
+            if c.dim in dims:
+                out[n, dims[c.dim]] += cell
+    return out
+
+
+def screening_metrics(items: list[Item], flags: list[list[bool]], wrong: list[list[bool]],
+                      intervals: bool = True, seed: int = 0) -> dict:
+    """Precision, recall and F1 of flags against wrong clauses, overall and per error kind (by dimension), with
+    95% bootstrap intervals resampling views (the clauses of one view are not independent); the share of true
+    clauses flagged (`false_flags`), the flag rate and the error rate."""
+    return metrics_from_counts(confusion(items, flags, wrong), intervals, seed)
+
+
+def metrics_from_counts(counts: np.ndarray, intervals: bool = True, seed: int = 0, draws: int = 1) -> dict:
+    """`screening_metrics` from per-view counts (`confusion`, or a sum of them over `draws` draws of flags: the
+    support is then per draw)."""
+    out = {}
+    for k, kind in enumerate(KINDS):
+        tp, fp, fn, _ = counts[:, k].sum(0)
+        p, r, f = _prf(tp, fp, fn)
+        row = {"precision": p, "recall": r, "f1": f, "support": int(tp + fn) // draws}
+        if intervals and tp + fn:
+            for m, name in enumerate(("precision", "recall", "f1")):
+                row[f"{name}_ci"] = list(metric_interval(
+                    len(counts), lambda idx, k=k, m=m: _prf(*counts[idx, k, :3].sum(0))[m], seed=seed))
+        out[kind] = row
+    tp, fp, fn, n = counts[:, 0].sum(0)
+    n_true = n - tp - fn
+    out["flag_rate"] = float((tp + fp) / n) if n else 0.0
+    out["error_rate"] = float((tp + fn) / n) if n else 0.0
+    out["false_flags"] = float(fp / n_true) if n_true else 0.0
     return out
 
 
@@ -46,7 +106,7 @@ def reconstruction_metrics(before: list[Item], after: list[Item], facts: dict[st
 
 
 def random_flags(items: list[Item], rate: float, seed: int) -> list[list[bool]]:
-    """Baseline: each clause flagged with probability `rate` (SCIO's flag rate)."""
+    """Baseline: each clause flagged with probability `rate` (the strategy's flag rate)."""
     rng = np.random.default_rng(seed)
     return [list(rng.random(len(it.clauses)) < rate) for it in items]
 
@@ -64,77 +124,228 @@ def capfilt_threshold(itm: np.ndarray, items: list[Item], wrong: list[list[bool]
     return -float(thresholds[np.flatnonzero(f1 >= f1.max() - F1_TIE)[0]]) + 1e-9
 
 
-def run_harness(shard_dir, captions, out_dir, preset: str = "smoke", seed: int = 0, rate: float = 0.5, cfg=None,
-                copies: int = 3) -> list[dict]:
-    """SCIO on the training split's captions (`captions`, a JSONL file of the tiles in `shard_dir`) with `rate` of the eligible clauses corrupted; per round, screening
-    and reconstruction metrics for SCIO, random flagging at SCIO's rate and the whole-caption ITM filter.
+def clean_damage(items: list[Item], flags: list[list[bool]], seed: int = 0) -> dict:
+    """Share of clauses flagged on captions with no planted error (every flag removes a true clause), with its
+    95% bootstrap interval resampling views."""
+    per_clause = np.array([f for fs in flags for f in fs], dtype=float)
+    views = np.repeat(np.arange(len(items)), [len(fs) for fs in flags])
+    return {"removed": float(per_clause.mean()) if len(per_clause) else 0.0,
+            "removed_ci": list(mean_interval(per_clause, views, seed=seed)), "clauses": int(len(per_clause))}
 
-    Each training caption appears `copies` times, corrupted independently, as when an LLM captions a tile
-    several times and its hallucinations differ from one caption to the next while the truth stays: the
-    self-consistency SCIO relies on (with one caption per tile, a tiny corpus is memorised, errors included).
-    """
+
+def audit_table(items: list[Item], fixed: list[Item], audit: list[dict], wrong: list[list[bool]],
+                max_items: int = 3) -> list[dict]:
+    """Per clause of the first `max_items` views with a planted error: its text, the planted kind, whether it is
+    wrong, the strategy's scores with and without it, whether it was kept, and the text after reconstruction."""
+    rows = []
+    chosen = [n for n, it in enumerate(items) if any(it.kinds)][:max_items]
+    for n in chosen:
+        for i, c in enumerate(items[n].clauses):
+            scores = {k: bool(v[i]) if v.dtype == bool else (round(float(v[i]), 4) if np.isfinite(v[i]) else None)
+                      for k, v in audit[n].items()}
+            rows.append({"view": n, "tile_id": items[n].tile_id, "clause": i, "dim": c.dim, "text": c.body,
+                         "planted": items[n].kinds[i] if items[n].kinds else None, "wrong": bool(wrong[n][i]),
+                         **scores, "kept": not items[n].flagged[i],
+                         "reconstructed": fixed[n].clauses[i].body if fixed[n].clauses[i].body != c.body else ""})
+    return rows
+
+
+# the harness -----------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Corpus:
+    """The harness's corpus: SCIO's data with the training views corrupted `copies` times, and the same views
+    clean (truth only), for the damage a strategy does to error-free captions."""
+
+    data: object  # klip_lib.scio.ScioData; data.train holds the corrupted views
+    clean: list[Item]
+    wrong_heldout: list[list[bool]]
+    rates: dict[str, float]
+    copies: int
+
+
+def noisy_corpus(shard_dir, captions, model_config, cfg, seed: int, noise, copies: int) -> Corpus:
+    """The training split's captions (`captions`, a JSONL file of the tiles in `shard_dir`), each `copies` times,
+    corrupted independently by the `noise` profile (a NOISE_PROFILES name, one share, or shares per kind): as when
+    an LLM captions a tile several times and its hallucinations differ while the truth stays (the self-consistency
+    SCIO relies on), and enough planted errors to measure screening with power."""
     from .hcot.generate import read_captions
-    from .scio import ScioConfig, agreement, default_steps, load_scio_data, reconstruct, run_rounds
+    from .scio import load_scio_data
+
+    rates = noise_rates(noise)
+    data = load_scio_data(shard_dir, read_captions(captions), model_config, cfg, seed)
+    clean = [dataclasses.replace(it, truth=list(it.clauses), kinds=[None] * len(it.clauses))
+             for _ in range(copies) for it in data.train]
+    data.train = [it for c in range(copies) for it in inject_errors(data.train, data.facts, rates, seed + 100 * c)]
+    return Corpus(data, clean, wrong_labels(data.heldout, data.facts), rates, copies)
+
+
+def score_screening(model, corpus: Corpus, items: list[Item], fixed: list[Item], screening, strategy, cfg,
+                    seed: int = 0, audit_items: int = 3, clean: bool = False) -> dict:
+    """One strategy's screening of `items` (flags set) scored against the planted errors, beside random flagging at
+    its flag rate (five draws pooled) and CapFilt; reconstruction metrics, an audit table and, with `clean`, its
+    damage to the clean captions."""
+    from .scio import agreement
+
+    data = corpus.data
+    wrong = wrong_labels(items, data.facts)
+    flags = [it.flagged for it in items]
+    scio = {**screening_metrics(items, flags, wrong, seed=seed), **reconstruction_metrics(items, fixed, data.facts)}
+    draws = [random_flags(items, scio["flag_rate"], seed + d) for d in range(5)]
+    random_ = metrics_from_counts(sum(confusion(items, d, wrong) for d in draws), seed=seed, draws=len(draws))
+    shuffled = [dataclasses.replace(it, flagged=f) for it, f in zip(items, draws[0])]
+    random_.update(reconstruction_metrics(items, strategy.reconstruct(model, data.images, shuffled, screening, cfg),
+                                          data.facts))
+    whole = lambda its: agreement(model, data.images, [i.row for i in its], [i.text() for i in its])[1]  # noqa: E731
+    threshold = capfilt_threshold(whole(data.heldout), data.heldout, corpus.wrong_heldout)
+    cf_flags = capfilt_flags(list(whole(items)), threshold, items)
+    capfilt = {**screening_metrics(items, cf_flags, wrong, seed=seed), "restored": 0.0, "damaged": 0.0}
+    row = {"strategy": strategy.name, "scio": scio, "random": random_, "capfilt": capfilt, "noise": corpus.rates,
+           "copies": corpus.copies, "audit": audit_table(items, fixed, screening.audit, wrong, audit_items)}
+    if clean:  # the same model screens the captions with no planted error
+        row["clean"] = clean_damage(corpus.clean, strategy.screen(model, data, corpus.clean, cfg).flags, seed)
+    return row
+
+
+def run_harness(shard_dir, captions, out_dir, preset: str = "smoke", seed: int = 0, noise="expert",
+                strategy: str = "released", copies: int = 12, cfg=None, audit_items: int = 3,
+                configs: tuple | None = None) -> list[dict]:
+    """A SCIO strategy's rounds p0/p1/p2 on the noisy corpus (`noisy_corpus`); per round `score_screening`
+    (the clean-caption damage at p0). `configs` (model config, train config) replaces the preset's."""
+    from .scio import ScioConfig, default_steps, run_rounds
     from .train import configs_for
 
-    model_config, train_cfg = configs_for(preset, objective="klip", seed=seed)
-    cfg = cfg or ScioConfig(steps=default_steps(train_cfg.steps))
-    data = load_scio_data(shard_dir, read_captions(captions), model_config, cfg, seed)
-    data.train = [it for c in range(copies) for it in inject_errors(data.train, data.facts, rate, seed + 100 * c)]
-    wrong_heldout = wrong_labels(data.heldout, data.facts)
+    model_config, train_cfg = configs or configs_for(preset, objective="klip", seed=seed)
+    cfg = cfg or ScioConfig(strategy=strategy, steps=default_steps(train_cfg.steps, strategy))
+    corpus = noisy_corpus(shard_dir, captions, model_config, cfg, seed, noise, copies)
 
-    def on_round(name, model, items, fixed, scores, screener):
-        wrong = wrong_labels(items, data.facts)
-        flags = [it.flagged for it in items]
-        scio = {**screening_metrics(items, flags, wrong), **reconstruction_metrics(items, fixed, data.facts)}
-        rate_ = scio["flag_rate"]
-        draws = [random_flags(items, rate_, seed + d) for d in range(5)]
-        rnd = [screening_metrics(items, f, wrong) for f in draws]
-        random_ = {k: {m: float(np.mean([r[k][m] for r in rnd])) for m in rnd[0][k]} for k in rnd[0] if k in ERROR_KINDS
-                   or k == "all"}
-        shuffled = [dataclasses.replace(it, flagged=f) for it, f in zip(items, draws[0])]
-        random_.update(reconstruction_metrics(items, reconstruct(model, data.images, shuffled, screener,
-                                                                 *scores, cfg.top_k, cfg.margin), data.facts))
-        whole = lambda its: agreement(model, data.images, [i.row for i in its], [i.text() for i in its])[1]  # noqa: E731
-        threshold = capfilt_threshold(whole(data.heldout), data.heldout, wrong_heldout)
-        cf_flags = capfilt_flags(list(whole(items)), threshold, items)
-        capfilt = {**screening_metrics(items, cf_flags, wrong), "restored": 0.0, "damaged": 0.0,
-                   "dropped_true": float(np.mean([f and not w for fs, ws in zip(cf_flags, wrong) for f, w in zip(fs, ws)]))}
-        return {"scio": scio, "random": random_, "capfilt": capfilt}
+    def on_round(name, model, items, fixed, screening, strategy):
+        return score_screening(model, corpus, items, fixed, screening, strategy, cfg, seed, audit_items,
+                               clean=name == "p0")
 
-    _, log = run_rounds(data, out_dir, model_config, train_cfg, cfg, on_round=on_round)
+    _, log = run_rounds(corpus.data, out_dir, model_config, train_cfg, cfg, on_round=on_round)
     return log
 
 
-METHODS = ("scio", "random", "capfilt")
+def screening_study(shard_dir, captions, out_dir, preset: str = "smoke", seed: int = 0, noise="expert",
+                    copies: int = 24, strategies: tuple[str, ...] = ("released", "calibrated"),
+                    audit_items: int = 3, configs: tuple | None = None, steps: int = 0) -> dict[str, dict]:
+    """Both strategies screen the SAME model, pretrained (ITC+ITM+MLM, the preset's steps or `steps` > 0) on the
+    noisy corpus:
+    a paired comparison of screening at round p0, one `score_screening` row per strategy (with the clean-caption
+    damage), without the cost of each strategy's own rounds."""
+    import torch
+
+    from .model import KlipModel
+    from .scio import ScioConfig, get_strategy, write_corpus
+    from .train import configs_for, pretrain
+
+    model_config, train_cfg = configs or configs_for(preset, objective="klip", seed=seed)
+    if steps:
+        train_cfg = dataclasses.replace(train_cfg, steps=steps, warmup_steps=min(train_cfg.warmup_steps, steps))
+    corpus = noisy_corpus(shard_dir, captions, model_config, ScioConfig(), seed, noise, copies)
+    texts = write_corpus(corpus.data.train, Path(out_dir) / "noisy_captions.jsonl", proofread=False)
+    torch.manual_seed(train_cfg.seed)
+    model = KlipModel(model_config)
+    pretrain(corpus.data.shard_dir, Path(out_dir) / "p0", model_config, train_cfg, captions=texts, resume=False,
+             model=model)
+    from tqdm.auto import tqdm
+
+    out = {}
+    for name in tqdm(strategies, desc="screen, reconstruct, baselines"):
+        strategy, cfg = get_strategy(name), ScioConfig(strategy=name)
+        screening = strategy.screen(model, corpus.data, corpus.data.train, cfg)
+        items = [dataclasses.replace(it, flagged=f) for it, f in zip(corpus.data.train, screening.flags)]
+        fixed = strategy.reconstruct(model, corpus.data.images, items, screening, cfg)
+        out[name] = {**score_screening(model, corpus, items, fixed, screening, strategy, cfg, seed, audit_items,
+                                       clean=True), **screening.log}
+    return out
+
+
+# tables and plots ------------------------------------------------------------------------------------
+def _ci(row: dict, key: str) -> str:
+    from .evidence import format_interval
+
+    return format_interval(row[key], row.get(f"{key}_ci"))
+
+
+def study_table(study: dict[str, dict]) -> list[dict]:
+    """One row per (strategy, method): precision, recall and F1 with 95% intervals, planted errors, flag rate,
+    share of true clauses flagged, and (for the strategy) its damage to clean captions."""
+    rows = []
+    for name, r in study.items():
+        for m in METHODS:
+            a = r[m]["all"]
+            rows.append({"strategy": name, "method": name if m == "scio" else m, "precision": _ci(a, "precision"),
+                         "recall": _ci(a, "recall"), "f1": _ci(a, "f1"), "planted": a["support"],
+                         "flag_rate": round(r[m]["flag_rate"], 3), "true_flagged": round(r[m]["false_flags"], 3),
+                         "clean_removed": _ci(r["clean"], "removed") if m == "scio" and "clean" in r else ""})
+    return rows
+
+
+def study_kinds(study: dict[str, dict], metric: str = "f1") -> list[dict]:
+    """Per error kind: planted errors and each strategy's and baseline's `metric` with its 95% interval."""
+    first = next(iter(study.values()))
+    rows = []
+    for kind in ERROR_KINDS:
+        row = {"kind": kind, "planted": first["scio"][kind]["support"]}
+        for name, r in study.items():
+            row[name] = _ci(r["scio"][kind], metric)
+            row[f"random ({name} rate)"] = _ci(r["random"][kind], metric)
+        row["capfilt"] = _ci(first["capfilt"][kind], metric)
+        rows.append(row)
+    return rows
 
 
 def rounds_table(log: list[dict]) -> list[dict]:
-    """One row per (round, method): overall precision, recall, F1, restored and damaged shares."""
-    return [{"round": r["round"], "method": m, **{k: r[m]["all"][k] for k in ("precision", "recall", "f1")},
-             "restored": r[m]["restored"], "damaged": r[m]["damaged"]} for r in log for m in METHODS]
+    """One row per (round, method) of a strategy's rounds: precision, recall, F1 (with intervals), restored and
+    damaged."""
+    return [{"strategy": r.get("strategy"), "round": r["round"], "method": m,
+             **{k: r[m]["all"][k] for k in ("precision", "recall", "f1", "support")},
+             "f1_ci": r[m]["all"].get("f1_ci"), "false_flags": r[m]["false_flags"], "restored": r[m]["restored"],
+             "damaged": r[m]["damaged"]} for r in log for m in METHODS]
 
 
-def kinds_table(row: dict, method: str = "scio") -> dict[str, dict[str, float]]:
-    """Precision, recall, F1 and support per error kind of one round."""
+def kinds_table(row: dict, method: str = "scio") -> dict[str, dict]:
+    """Precision, recall, F1 (with intervals) and support per error kind of one round."""
     return {k: row[method][k] for k in ERROR_KINDS}
 
 
 def plot_rounds(log: list[dict], save_to=None):
-    """Per round: screening F1 of each method, and SCIO's and random flagging's restored / damaged shares."""
+    """Per round of a strategy's rounds (`run_harness`): screening F1 with its 95% interval for the strategy and
+    its baselines."""
     import matplotlib.pyplot as plt
 
-    names = [r["round"] for r in log]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
-    for m in METHODS:
-        a.plot(names, [r[m]["all"]["f1"] for r in log], marker="o", label=m)
-    a.set_title("screening F1 (planted errors)")
-    a.legend()
-    for m in ("scio", "random"):
-        b.plot(names, [r[m]["restored"] for r in log], marker="o", label=f"{m} restored")
-        b.plot(names, [r[m]["damaged"] for r in log], marker="x", linestyle="--", label=f"{m} damaged")
-    b.set_title("reconstruction")
-    b.legend()
+    fig, ax = plt.subplots(figsize=(5, 3.5), constrained_layout=True)
+    rounds = [r["round"] for r in log]
+    for k, m in enumerate(METHODS):
+        f1 = np.array([r[m]["all"]["f1"] for r in log])
+        ci = np.array([r[m]["all"].get("f1_ci", [np.nan, np.nan]) for r in log], dtype=float)
+        ax.errorbar(np.arange(len(rounds)) + (k - 1) * 0.08, f1, yerr=np.abs([f1 - ci[:, 0], ci[:, 1] - f1]),
+                    marker="o", capsize=3, label=m)
+    ax.set_xticks(range(len(rounds)), rounds)
+    ax.set_title(f"{log[0].get('strategy', 'scio')}: screening F1 per round (95% CI)" if log else "no rounds")
+    ax.legend()
+    if save_to:
+        fig.savefig(save_to, dpi=100)
+    return fig
+
+
+def plot_study(study: dict[str, dict], save_to=None):
+    """Screening F1 with its 95% interval, overall and per error kind, for each strategy and its baselines."""
+    import matplotlib.pyplot as plt
+
+    kinds = list(KINDS)
+    fig, axes = plt.subplots(1, len(study), figsize=(6 * len(study), 3.5), constrained_layout=True, squeeze=False)
+    for ax, (name, r) in zip(axes[0], study.items()):
+        for k, m in enumerate(METHODS):
+            f1 = np.array([r[m][kind]["f1"] for kind in kinds])
+            ci = np.array([r[m][kind].get("f1_ci", [np.nan, np.nan]) for kind in kinds], dtype=float)
+            ax.errorbar(np.arange(len(kinds)) + (k - 1) * 0.15, f1, yerr=np.abs([f1 - ci[:, 0], ci[:, 1] - f1]),
+                        fmt="o", capsize=3, label=name if m == "scio" else m)
+        ax.set_xticks(range(len(kinds)), kinds, rotation=20)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{name}: screening F1 (95% CI)")
+        ax.legend()
     if save_to:
         fig.savefig(save_to, dpi=100)
     return fig

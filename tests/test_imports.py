@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("tasks", "scio_inject"),  # evaluation (the SCIO harness is evaluation code)
     ("report", "environment", "maps", "map_explorer", "offline", "ledger", "task_pages"),  # reports, maps, checks
     ("artifacts",),  # orchestration: the cached steps
-    ("runner", "cli", "bench"),  # commands
+    ("runner", "cli", "bench", "scio_bench"),  # commands
 ]
 
 

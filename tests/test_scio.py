@@ -116,8 +116,9 @@ def test_clause_dataclass_piece():
     assert Clause("Count", "3 ships", ". ").piece == "3 ships. "
 
 
-# SCIO beating random flagging at the smoke preset (seed 0) is asserted by the last cell of
-# notebooks/05_scio.ipynb, which nbval runs in `make test`: the harness is too slow to run twice.
+# Screening against random flagging and CapFilt, with intervals, is measured by notebooks/05_scio.ipynb (nbval in
+# `make test`) and `klip bench scio` over seeds; the harness's pieces are tested in test_scio_harness.py and the
+# released strategy's rules in test_scio_released.py.
 
 
 def test_features_without_weight_are_not_computed(monkeypatch):

@@ -73,12 +73,14 @@ def clause_true(item: Item, index: int, body: str, facts: dict) -> bool:
     return check_dimension(dim, "; ".join(parts), facts)[0] is not False
 
 
-def inject_errors(items: list[Item], facts: dict[str, dict], rate: float, seed: int = 0,
+def inject_errors(items: list[Item], facts: dict[str, dict], rate: float | dict[str, float], seed: int = 0,
                   kinds: tuple[str, ...] = tuple(ERROR_KINDS)) -> list[Item]:
-    """Copies of the items with `rate` of the clauses of the chosen kinds' dimensions made wrong (truth kept).
+    """Copies of the items with `rate` of the clauses of the chosen kinds' dimensions made wrong (truth kept);
+    `rate` is one share for all kinds or a share per kind (a kind not named is left alone).
 
     A corruption is kept only when the fact-checker rejects it, so every planted error is a real mistake.
     """
+    rates = rate if isinstance(rate, dict) else {k: rate for k in kinds}
     rng = random.Random(seed)
     out = []
     for it in items:
@@ -87,7 +89,7 @@ def inject_errors(items: list[Item], facts: dict[str, dict], rate: float, seed: 
         it.kinds = [None] * len(it.clauses)
         for i, c in enumerate(it.clauses):
             kind = next((k for k in kinds if ERROR_KINDS[k] == c.dim), None)
-            if kind is None or rng.random() >= rate:
+            if kind is None or rng.random() >= rates.get(kind, 0.0):
                 continue
             wrong = corrupt(kind, c.body, facts[it.tile_id], rng)
             if wrong and not clause_true(it, i, wrong, facts[it.tile_id]):

@@ -13,20 +13,19 @@ import torch
 
 from ..model import KlipConfig, KlipModel
 from .clauses import Item, corpus_from_records, write_corpus
-from .reconstruction import reconstruct
-from .screening import Screener, clause_features
 
 
 # the rounds ---------------------------------------------------------------------------------------
 @dataclass
 class ScioConfig:
+    strategy: str = "released"  # "released" (the authors' rules) or "calibrated" (ours): klip_lib.scio.strategies
     steps: tuple[int, int, int] = (24, 8, 8)  # training steps of rounds p0 (all text), p1 (masked), p2 (reconstructed)
-    top_k: int = 2  # MLM fillers proposed per knowledge slot
-    margin: float = 0.5  # a candidate replaces a clause when its score is lower by this much (in standard units)
-    calibration_rate: float = 0.5  # share of eligible held-out clauses made wrong to calibrate the screener
-    max_false_flags: float | None = None  # cap on the share of true held-out clauses flagged (None: F1-optimal;
-    # 0.1 keeps ~90% of clean captions, but at the smoke preset SCIO then no longer beats random flagging)
-    calibration_copies: int = 3  # differently corrupted copies of the held-out captions (more calibration clauses)
+    top_k: int = 2  # calibrated: MLM fillers proposed per knowledge slot
+    margin: float = 0.5  # calibrated: a candidate replaces a clause when its score is lower by this much (standard units)
+    calibration_rate: float = 0.5  # calibrated: share of eligible held-out clauses made wrong to calibrate the screener
+    max_false_flags: float | None = 0.1  # calibrated: bound on the share of true held-out clauses flagged (the
+    # threshold is their (1 - this) quantile, independent of the corpus's error rate); None: F1-optimal threshold
+    calibration_copies: int = 3  # calibrated: differently corrupted copies of the held-out captions
 
 
 @dataclass
@@ -69,12 +68,14 @@ def run_rounds(data: ScioData, out_dir, model_config: KlipConfig, train_cfg, cfg
     """Rounds p0, p1, p2: train, calibrate on held-out errors, screen and reconstruct the training corpus.
 
     p0 trains on all text, p1 on the text with p0's flagged clauses left out, p2 on p1's reconstruction
-    (clauses still flagged and not replaced stay left out). `on_round(name, model, items, fixed, (feats, scores), screener)`
+    (clauses still flagged and not replaced stay left out). `on_round(name, model, items, fixed, screening, strategy)`
     is called after each round (the harness scores it). Returns the model and one log row per round.
+    `cfg.strategy` names the screening and reconstruction rules (klip_lib.scio.strategies).
     """
     from ..train import METRICS_CSV, append_csv, pretrain, read_csv
-    from .errors import wrong_labels
+    from .strategies import get_strategy
 
+    strategy = get_strategy(cfg.strategy)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if model is None:
@@ -91,19 +92,15 @@ def run_rounds(data: ScioData, out_dir, model_config: KlipConfig, train_cfg, cfg
             for row in read_csv(out_dir / name / METRICS_CSV):
                 append_csv(out_dir / METRICS_CSV, {"round": r, **row, "step": done + row["step"]})
             done += steps
-        feats_val = clause_features(model, data.images, data.heldout)
-        screener = Screener.calibrate(data.heldout, feats_val, wrong_labels(data.heldout, data.facts),
-                                      cfg.max_false_flags)
-        feats = clause_features(model, data.images, corpus, screener.used())
-        scores = screener.scores(corpus, feats)
-        flags = screener.flag(scores)
-        corpus = [dataclasses.replace(it, flagged=f) for it, f in zip(corpus, flags)]
-        fixed = reconstruct(model, data.images, corpus, screener, feats, scores, cfg.top_k, cfg.margin)
-        row = {"round": name, "steps": done, "flag_rate": float(np.mean(np.concatenate(flags))),
+        screening = strategy.screen(model, data, corpus, cfg)
+        corpus = [dataclasses.replace(it, flagged=f) for it, f in zip(corpus, screening.flags)]
+        fixed = strategy.reconstruct(model, data.images, corpus, screening, cfg)
+        row = {"round": name, "strategy": cfg.strategy, "steps": done,
+               "flag_rate": float(np.mean(np.concatenate(screening.flags))) if corpus else 0.0,
                "edited": sum(a.body != b.body for x, y in zip(corpus, fixed) for a, b in zip(x.clauses, y.clauses)),
-               "weights": screener.weights, "threshold": screener.threshold}
+               **screening.log}
         if on_round:
-            row.update(on_round(name, model, corpus, fixed, (feats, scores), screener) or {})
+            row.update(on_round(name, model, corpus, fixed, screening, strategy) or {})
         log.append(row)
         if name == "p1":  # from p1 on, training continues on the corrected text
             corpus = [dataclasses.replace(f, flagged=[fl and a.body == b.body for fl, a, b in
@@ -116,7 +113,8 @@ def run_rounds(data: ScioData, out_dir, model_config: KlipConfig, train_cfg, cfg
 def pretrain_klip(shard_dir, out_dir, model_config: KlipConfig, train_cfg, records: list[dict], seed: int = 0,
                   cfg: ScioConfig | None = None) -> Path:
     """The KLIP model: BLIP-like losses (ITC+ITM+MLM) on SCIO-proofread captions (`records`, as
-    klip_lib.hcot.generate.read_captions gives them), in rounds p0/p1/p2 whose steps add up to `train_cfg.steps`;
+    klip_lib.hcot.generate.read_captions gives them), in rounds p0/p1/p2 whose steps add up to `train_cfg.steps` (by default
+    the released strategy, in equal thirds; `cfg` picks another);
     writes `out_dir/model`, `out_dir/metrics.csv` and `out_dir/scio_rounds.json`."""
     cfg = cfg or ScioConfig(steps=default_steps(train_cfg.steps))
     data = load_scio_data(shard_dir, records, model_config, cfg, seed)
@@ -125,7 +123,9 @@ def pretrain_klip(shard_dir, out_dir, model_config: KlipConfig, train_cfg, recor
     return Path(out_dir) / "model"
 
 
-def default_steps(total: int) -> tuple[int, int, int]:
-    """A preset's step count split 60/20/20 over rounds p0, p1, p2."""
-    p1 = p2 = max(1, total // 5)
-    return (max(1, total - p1 - p2), p1, p2)
+def default_steps(total: int, strategy: str = "released") -> tuple[int, int, int]:
+    """A preset's step count split over rounds p0, p1, p2: in equal thirds (released: 3 x 36 epochs) or 60/20/20
+    (calibrated)."""
+    from .strategies import get_strategy
+
+    return get_strategy(strategy).steps(total)

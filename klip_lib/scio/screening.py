@@ -29,11 +29,12 @@ def _encode_rows(model: KlipModel, images: torch.Tensor, rows: list[int], batch_
 
 
 @torch.no_grad()
-def agreement(model: KlipModel, images: torch.Tensor, rows: list[int], texts: list[str],
-              batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """(ITC cosine, ITM probability) of text i with image `rows[i]` (`_encode_rows`: each image used, once)."""
+def agreement_logits(model: KlipModel, images: torch.Tensor, rows: list[int], texts: list[str],
+                     batch_size: int = 128) -> tuple[np.ndarray, np.ndarray, float]:
+    """(ITC cosine [n], ITM head logits [n, 2] (non-match, match), ITC temperature) of text i with image
+    `rows[i]` (`_encode_rows`: each image used, once). The ITC logit is cosine / temperature."""
     if not texts:
-        return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32)
+        return np.zeros(0, dtype=np.float32), np.zeros((0, 2), dtype=np.float32), float(model.temp)
     was = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -45,9 +46,16 @@ def agreement(model: KlipModel, images: torch.Tensor, rows: list[int], texts: li
         text_embeds, text_feat = model.text_tokens(tok["input_ids"], tok["attention_mask"])
         itc.append((text_feat * image_feat[idx]).sum(-1).float().cpu())
         fused = model.fusion(text_embeds, tok["attention_mask"], image_tokens[idx])
-        itm.append(torch.softmax(model.itm_head(fused[:, 0]).float(), dim=1)[:, 1].cpu())
+        itm.append(model.itm_head(fused[:, 0]).float().cpu())
     model.train(was)
-    return torch.cat(itc).numpy(), torch.cat(itm).numpy()
+    return torch.cat(itc).numpy(), torch.cat(itm).numpy(), float(model.temp)
+
+
+def agreement(model: KlipModel, images: torch.Tensor, rows: list[int], texts: list[str],
+              batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """(ITC cosine, ITM probability) of text i with image `rows[i]`."""
+    itc, logits, _ = agreement_logits(model, images, rows, texts, batch_size)
+    return itc, torch.softmax(torch.from_numpy(logits), dim=1)[:, 1].numpy()
 
 
 def screen_scores(model: KlipModel, images: torch.Tensor, items: list[Item]) -> list[dict[str, np.ndarray]]:
@@ -191,7 +199,7 @@ class Screener:
     corpus itself), feature weights and a threshold calibrated on held-out captions with known errors."""
 
     weights: dict[str, float]  # feature -> weight: 2 * AUC - 1 on the held-out set (0 under MIN_WEIGHT)
-    threshold: float  # flag a clause whose score exceeds this (held-out F1, optionally capped)
+    threshold: float  # flag a clause whose score exceeds this (held-out F1, or a false-flag bound)
     stats: dict = field(default_factory=dict)  # (dim, feature) -> (mean, std) of the corpus last scored
 
     @staticmethod
@@ -235,10 +243,12 @@ class Screener:
         s = np.concatenate(screener.scores(items, feats, restandardise=False))
         f1, thresholds = f1_sweep(s, y)
         best = float(thresholds[np.flatnonzero(f1 >= f1.max() - F1_TIE)[-1]]) - 1e-9  # ties: the fewest flags
-        # F1-optimal on the held-out errors; with `max_false_flags`, flagging at most that share of its true clauses
-        # (the corpus may hold far fewer errors than the calibration set, and each flag removes text from training)
-        cap = float(np.quantile(s[~y], 1 - max_false_flags)) if max_false_flags is not None and (~y).any() else -np.inf
-        screener.threshold = max(best, cap)
+        # F1-optimal on the held-out errors (depends on their planted rate); with `max_false_flags` instead the
+        # (1 - max_false_flags) quantile of the true clauses' scores: a bound on the share of true clauses flagged
+        # that holds whatever the corpus's error rate (each flag removes text from training)
+        if max_false_flags is not None and (~y).any():
+            best = float(np.quantile(s[~y], 1 - max_false_flags))
+        screener.threshold = best
         return screener
 
     def used(self) -> tuple[str, ...]:

@@ -1,0 +1,99 @@
+"""The error-injection harness's pieces on hand-made cases: the noise profiles' realised rates, screening metrics
+and their intervals, pooled random draws, clean-caption damage and the audit table."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from test_scio import FACTS, _item
+
+from klip_lib import scio_inject
+from klip_lib.scio import Clause, Item
+from klip_lib.scio_inject import (
+    NOISE_PROFILES,
+    audit_table,
+    clean_damage,
+    confusion,
+    inject_errors,
+    metrics_from_counts,
+    noise_rates,
+    screening_metrics,
+    wrong_labels,
+)
+
+
+def test_expert_profile_plants_each_kind_at_its_own_rate():
+    items = inject_errors([_item()] * 600, {"t0": FACTS}, noise_rates("expert"), seed=0)
+    for kind in ("count", "position", "water", "terrain"):  # the test caption has no Category clause
+        eligible = sum(c.dim == scio_inject.ERROR_KINDS[kind] for c in items[0].truth) * len(items)
+        planted = sum(k == kind for it in items for k in it.kinds)
+        assert planted / eligible == pytest.approx(NOISE_PROFILES["expert"][kind], abs=0.04), kind
+    assert NOISE_PROFILES["expert"]["count"] > NOISE_PROFILES["expert"]["terrain"]  # counting least accurate
+    assert 0.64 <= 1 - max(NOISE_PROFILES["expert"].values()) and 1 - min(NOISE_PROFILES["expert"].values()) <= 0.9
+
+
+def test_a_kind_missing_from_a_profile_is_left_alone_and_an_unknown_profile_is_named():
+    items = inject_errors([_item()] * 50, {"t0": FACTS}, {"count": 1.0}, seed=0)
+    assert {k for it in items for k in it.kinds if k} == {"count"}
+    with pytest.raises(ValueError, match="unknown noise profile 'typo'"):
+        noise_rates("typo")
+
+
+def _views(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    items, wrong, flags = [], [], []
+    for k in range(n):
+        dims = ["Count", "Terrain", "Water", "Location"]
+        cl = [Clause(d, f"c{i}", ". ") for i, d in enumerate(dims)]
+        items.append(Item(f"t{k}", k, cl, list(cl), [None] * 4, [False] * 4))
+        w = list(rng.random(4) < 0.3)
+        wrong.append(w)
+        flags.append([bool(x) if rng.random() < 0.8 else not x for x in w])  # right 80% of the time
+    return items, flags, wrong
+
+
+def test_screening_metrics_count_per_kind_and_bracket_the_point_with_the_interval():
+    items, flags, wrong = _views()
+    m = screening_metrics(items, flags, wrong)
+    f, w = np.array(flags), np.array(wrong)
+    tp, fp, fn = (f & w).sum(), (f & ~w).sum(), (~f & w).sum()
+    assert m["all"]["precision"] == pytest.approx(tp / (tp + fp)) and m["all"]["recall"] == pytest.approx(tp / (tp + fn))
+    assert m["all"]["support"] == w.sum() == sum(m[k]["support"] for k in ("count", "terrain", "water", "position"))
+    assert m["count"]["support"] == w[:, 0].sum() and m["target type"]["support"] == 0
+    assert m["false_flags"] == pytest.approx(fp / (~w).sum())
+    for kind in ("all", "count"):
+        lo, hi = m[kind]["f1_ci"]
+        assert lo <= m[kind]["f1"] <= hi and hi - lo > 0
+
+
+def test_pooled_random_draws_report_support_per_draw():
+    items, flags, wrong = _views()
+    counts = sum(confusion(items, flags, wrong) for _ in range(5))
+    pooled, single = metrics_from_counts(counts, intervals=False, draws=5), screening_metrics(items, flags, wrong, False)
+    assert pooled["all"]["support"] == single["all"]["support"]
+    assert pooled["all"]["f1"] == pytest.approx(single["all"]["f1"])
+
+
+def test_clean_damage_is_the_share_of_clauses_flagged():
+    items, flags, _ = _views(10)
+    flags = [[True, False, False, False]] * 5 + [[False] * 4] * 5
+    d = clean_damage(items, flags)
+    assert d["removed"] == pytest.approx(5 / 40) and d["clauses"] == 40
+    assert d["removed_ci"][0] <= 5 / 40 <= d["removed_ci"][1]
+
+
+def test_audit_table_reports_kept_and_reconstructed_per_clause():
+    item = inject_errors([_item()], {"t0": FACTS}, 1.0, seed=0)[0]
+    flagged = [k is not None for k in item.kinds]
+    item = dataclasses.replace(item, flagged=flagged)
+    fixed = dataclasses.replace(item, clauses=[dataclasses.replace(c) for c in item.clauses])
+    first = flagged.index(True)
+    fixed.clauses[first].body = "repaired"
+    audit = [{"score": np.arange(len(item.clauses), dtype=float), "passed": np.array(flagged)}]
+    rows = audit_table([item], [fixed], audit, wrong_labels([item], {"t0": FACTS}))
+    assert [r["kept"] for r in rows] == [not f for f in flagged]
+    assert [r["reconstructed"] for r in rows] == ["repaired" if i == first else "" for i in range(len(rows))]
+    assert [r["score"] for r in rows] == list(range(len(rows))) and [r["passed"] for r in rows] == flagged
+    assert all(r["wrong"] == (r["planted"] is not None) for r in rows)
