@@ -1,6 +1,6 @@
 """SCIO's error-injection harness (evaluation code: nothing in the training path imports it).
 
-Plant known mistakes in simulated captions, keep the truth, run a SCIO strategy's rounds on them and score
+Plant known mistakes in simulated captions, keep the truth, let each SCIO strategy screen a model trained on them and score
 screening (precision, recall, F1 overall and per error kind, with 95% bootstrap intervals over views) and
 reconstruction (wrong clauses restored, true clauses damaged) against random flagging at the strategy's flag rate
 and the whole-caption ITM filter (BLIP's CapFilt); plus the damage the strategy does to clean captions (the share
@@ -206,26 +206,6 @@ def score_screening(model, corpus: Corpus, items: list[Item], fixed: list[Item],
     return row
 
 
-def run_harness(shard_dir, captions, out_dir, preset: str = "smoke", seed: int = 0, noise="expert",
-                strategy: str = "released", copies: int = 12, cfg=None, audit_items: int = 3,
-                configs: tuple | None = None) -> list[dict]:
-    """A SCIO strategy's rounds p0/p1/p2 on the noisy corpus (`noisy_corpus`); per round `score_screening`
-    (the clean-caption damage at p0). `configs` (model config, train config) replaces the preset's."""
-    from .scio import ScioConfig, default_steps, run_rounds
-    from .train import configs_for
-
-    model_config, train_cfg = configs or configs_for(preset, objective="klip", seed=seed)
-    cfg = cfg or ScioConfig(strategy=strategy, steps=default_steps(train_cfg.steps, strategy))
-    corpus = noisy_corpus(shard_dir, captions, model_config, cfg, seed, noise, copies)
-
-    def on_round(name, model, items, fixed, screening, strategy):
-        return score_screening(model, corpus, items, fixed, screening, strategy, cfg, seed, audit_items,
-                               clean=name == "p0")
-
-    _, log = run_rounds(corpus.data, out_dir, model_config, train_cfg, cfg, on_round=on_round)
-    return log
-
-
 def screening_study(shard_dir, captions, out_dir, preset: str = "smoke", seed: int = 0, noise="expert",
                     copies: int = 24, strategies: tuple[str, ...] = ("released", "calibrated"),
                     audit_items: int = 3, configs: tuple | None = None, steps: int = 0) -> dict[str, dict]:
@@ -294,40 +274,6 @@ def study_kinds(study: dict[str, dict], metric: str = "f1") -> list[dict]:
         row["capfilt"] = _ci(first["capfilt"][kind], metric)
         rows.append(row)
     return rows
-
-
-def rounds_table(log: list[dict]) -> list[dict]:
-    """One row per (round, method) of a strategy's rounds: precision, recall, F1 (with intervals), restored and
-    damaged."""
-    return [{"strategy": r.get("strategy"), "round": r["round"], "method": m,
-             **{k: r[m]["all"][k] for k in ("precision", "recall", "f1", "support")},
-             "f1_ci": r[m]["all"].get("f1_ci"), "false_flags": r[m]["false_flags"], "restored": r[m]["restored"],
-             "damaged": r[m]["damaged"]} for r in log for m in METHODS]
-
-
-def kinds_table(row: dict, method: str = "scio") -> dict[str, dict]:
-    """Precision, recall, F1 (with intervals) and support per error kind of one round."""
-    return {k: row[method][k] for k in ERROR_KINDS}
-
-
-def plot_rounds(log: list[dict], save_to=None):
-    """Per round of a strategy's rounds (`run_harness`): screening F1 with its 95% interval for the strategy and
-    its baselines."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5), constrained_layout=True)
-    rounds = [r["round"] for r in log]
-    for k, m in enumerate(METHODS):
-        f1 = np.array([r[m]["all"]["f1"] for r in log])
-        ci = np.array([r[m]["all"].get("f1_ci", [np.nan, np.nan]) for r in log], dtype=float)
-        ax.errorbar(np.arange(len(rounds)) + (k - 1) * 0.08, f1, yerr=np.abs([f1 - ci[:, 0], ci[:, 1] - f1]),
-                    marker="o", capsize=3, label=m)
-    ax.set_xticks(range(len(rounds)), rounds)
-    ax.set_title(f"{log[0].get('strategy', 'scio')}: screening F1 per round (95% CI)" if log else "no rounds")
-    ax.legend()
-    if save_to:
-        fig.savefig(save_to, dpi=100)
-    return fig
 
 
 def plot_study(study: dict[str, dict], save_to=None):
