@@ -17,7 +17,7 @@ from .errors import UserError
 
 PRESETS: dict[str, dict[str, dict]] = {
     "smoke": {
-        "data": {"n_tiles": 48, "tile_size": 128, "image_size": 64, "eval_tiles": 240},
+        "data": {"n_tiles": 48, "tile_size": 128, "image_size": 64, "eval_tiles": 280},
         "model": {
             "image_encoder": "vit_tiny_patch16_224", "image_size": 64, "patch_size": 8,
             "image_encoder_kwargs": {"depth": 4}, "text_init": "config", "text_hidden": 128, "text_layers": 4,
