@@ -1,7 +1,7 @@
 """SCIO's error-injection harness (evaluation code: nothing in the training path imports it).
 
 Plant known mistakes in simulated captions, keep the truth, let each SCIO strategy screen a model trained on them and score
-screening (precision, recall, F1 overall and per error kind, with 95% bootstrap intervals over views) and
+screening (precision, recall, F1 overall and per error kind, with 95% bootstrap intervals over tiles) and
 reconstruction (wrong clauses restored, true clauses damaged) against random flagging at the strategy's flag rate
 and the whole-caption ITM filter (BLIP's CapFilt); plus the damage the strategy does to clean captions (the share
 of true clauses it flags when no error was planted) and a clause-level audit table.
@@ -67,14 +67,25 @@ def confusion(items: list[Item], flags: list[list[bool]], wrong: list[list[bool]
 def screening_metrics(items: list[Item], flags: list[list[bool]], wrong: list[list[bool]],
                       intervals: bool = True, seed: int = 0) -> dict:
     """Precision, recall and F1 of flags against wrong clauses, overall and per error kind (by dimension), with
-    95% bootstrap intervals resampling views (the clauses of one view are not independent); the share of true
-    clauses flagged (`false_flags`), the flag rate and the error rate."""
-    return metrics_from_counts(confusion(items, flags, wrong), intervals, seed)
+    95% bootstrap intervals resampling tiles (the clauses of one view are not independent, nor are the views and
+    corrupted copies of one tile's caption); the share of true clauses flagged (`false_flags`), the flag rate and
+    the error rate."""
+    return metrics_from_counts(confusion(items, flags, wrong), intervals, seed, groups=tile_groups(items))
 
 
-def metrics_from_counts(counts: np.ndarray, intervals: bool = True, seed: int = 0, draws: int = 1) -> dict:
+def tile_groups(items: list[Item]) -> np.ndarray:
+    """Per view, the index of its tile: the unit the intervals resample."""
+    return np.unique([it.tile_id for it in items], return_inverse=True)[1]
+
+
+def metrics_from_counts(counts: np.ndarray, intervals: bool = True, seed: int = 0, draws: int = 1,
+                        groups: np.ndarray | None = None) -> dict:
     """`screening_metrics` from per-view counts (`confusion`, or a sum of them over `draws` draws of flags: the
-    support is then per draw)."""
+    support is then per draw); with `groups` (one label per view) the intervals resample whole groups."""
+    if groups is not None:  # sum each group's views: resampling the sums is the cluster bootstrap
+        summed = np.zeros((int(np.max(groups)) + 1 if len(groups) else 0,) + counts.shape[1:], dtype=counts.dtype)
+        np.add.at(summed, np.asarray(groups), counts)
+        counts = summed
     out = {}
     for k, kind in enumerate(KINDS):
         tp, fp, fn, _ = counts[:, k].sum(0)
@@ -126,9 +137,9 @@ def capfilt_threshold(itm: np.ndarray, items: list[Item], wrong: list[list[bool]
 
 def clean_damage(items: list[Item], flags: list[list[bool]], seed: int = 0) -> dict:
     """Share of clauses flagged on captions with no planted error (every flag removes a true clause), with its
-    95% bootstrap interval resampling views."""
+    95% bootstrap interval resampling tiles."""
     per_clause = np.array([f for fs in flags for f in fs], dtype=float)
-    views = np.repeat(np.arange(len(items)), [len(fs) for fs in flags])
+    views = np.repeat(tile_groups(items), [len(fs) for fs in flags])
     return {"removed": float(per_clause.mean()) if len(per_clause) else 0.0,
             "removed_ci": list(mean_interval(per_clause, views, seed=seed)), "clauses": int(len(per_clause))}
 
@@ -153,8 +164,9 @@ def audit_table(items: list[Item], fixed: list[Item], audit: list[dict], wrong: 
 # the harness -----------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Corpus:
-    """The harness's corpus: SCIO's data with the training views corrupted `copies` times, and the same views
-    clean (truth only), for the damage a strategy does to error-free captions."""
+    """The harness's corpus: SCIO's data with the training views corrupted `copies` times, and the views once
+    clean (truth only), for the damage a strategy does to error-free captions (screening is deterministic, so
+    clean copies would only repeat the same flags and narrow the interval for nothing)."""
 
     data: object  # klip_lib.scio.ScioData; data.train holds the corrupted views
     clean: list[Item]
@@ -173,32 +185,39 @@ def noisy_corpus(shard_dir, captions, model_config, cfg, seed: int, noise, copie
 
     rates = noise_rates(noise)
     data = load_scio_data(shard_dir, read_captions(captions), model_config, cfg, seed)
-    clean = [dataclasses.replace(it, truth=list(it.clauses), kinds=[None] * len(it.clauses))
-             for _ in range(copies) for it in data.train]
+    clean = [dataclasses.replace(it, truth=list(it.clauses), kinds=[None] * len(it.clauses)) for it in data.train]
     data.train = [it for c in range(copies) for it in inject_errors(data.train, data.facts, rates, seed + 100 * c)]
     return Corpus(data, clean, wrong_labels(data.heldout, data.facts), rates, copies)
 
 
-def score_screening(model, corpus: Corpus, items: list[Item], fixed: list[Item], screening, strategy, cfg,
-                    seed: int = 0, audit_items: int = 3, clean: bool = False) -> dict:
-    """One strategy's screening of `items` (flags set) scored against the planted errors, beside random flagging at
-    its flag rate (five draws pooled) and CapFilt; reconstruction metrics, an audit table and, with `clean`, its
-    damage to the clean captions."""
+def capfilt_screening(model, corpus: Corpus, seed: int = 0) -> dict:
+    """The whole-caption ITM filter (BLIP's CapFilt) on the corrupted views: threshold from the held-out views,
+    scored like a strategy (it depends on the model only, so both strategies share it)."""
     from .scio import agreement
 
+    data = corpus.data
+    whole = lambda its: agreement(model, data.images, [i.row for i in its], [i.text() for i in its])[1]  # noqa: E731
+    threshold = capfilt_threshold(whole(data.heldout), data.heldout, corpus.wrong_heldout)
+    flags = capfilt_flags(list(whole(data.train)), threshold, data.train)
+    return {**screening_metrics(data.train, flags, wrong_labels(data.train, data.facts), seed=seed),
+            "restored": 0.0, "damaged": 0.0}
+
+
+def score_screening(model, corpus: Corpus, items: list[Item], fixed: list[Item], screening, strategy, cfg,
+                    capfilt: dict, seed: int = 0, audit_items: int = 3, clean: bool = False) -> dict:
+    """One strategy's screening of `items` (flags set) scored against the planted errors, beside random flagging at
+    its flag rate (five draws pooled) and `capfilt` (`capfilt_screening`); reconstruction metrics, an audit table
+    and, with `clean`, its damage to the clean captions."""
     data = corpus.data
     wrong = wrong_labels(items, data.facts)
     flags = [it.flagged for it in items]
     scio = {**screening_metrics(items, flags, wrong, seed=seed), **reconstruction_metrics(items, fixed, data.facts)}
     draws = [random_flags(items, scio["flag_rate"], seed + d) for d in range(5)]
-    random_ = metrics_from_counts(sum(confusion(items, d, wrong) for d in draws), seed=seed, draws=len(draws))
+    random_ = metrics_from_counts(sum(confusion(items, d, wrong) for d in draws), seed=seed, draws=len(draws),
+                                  groups=tile_groups(items))
     shuffled = [dataclasses.replace(it, flagged=f) for it, f in zip(items, draws[0])]
     random_.update(reconstruction_metrics(items, strategy.reconstruct(model, data.images, shuffled, screening, cfg),
                                           data.facts))
-    whole = lambda its: agreement(model, data.images, [i.row for i in its], [i.text() for i in its])[1]  # noqa: E731
-    threshold = capfilt_threshold(whole(data.heldout), data.heldout, corpus.wrong_heldout)
-    cf_flags = capfilt_flags(list(whole(items)), threshold, items)
-    capfilt = {**screening_metrics(items, cf_flags, wrong, seed=seed), "restored": 0.0, "damaged": 0.0}
     row = {"strategy": strategy.name, "scio": scio, "random": random_, "capfilt": capfilt, "noise": corpus.rates,
            "copies": corpus.copies, "audit": audit_table(items, fixed, screening.audit, wrong, audit_items)}
     if clean:  # the same model screens the captions with no planted error
@@ -230,14 +249,14 @@ def screening_study(shard_dir, captions, out_dir, preset: str = "smoke", seed: i
              model=model)
     from tqdm.auto import tqdm
 
-    out = {}
+    out, capfilt = {}, capfilt_screening(model, corpus, seed)
     for name in tqdm(strategies, desc="screen, reconstruct, baselines"):
         strategy, cfg = get_strategy(name), ScioConfig(strategy=name)
         screening = strategy.screen(model, corpus.data, corpus.data.train, cfg)
         items = [dataclasses.replace(it, flagged=f) for it, f in zip(corpus.data.train, screening.flags)]
         fixed = strategy.reconstruct(model, corpus.data.images, items, screening, cfg)
-        out[name] = {**score_screening(model, corpus, items, fixed, screening, strategy, cfg, seed, audit_items,
-                                       clean=True), **screening.log}
+        out[name] = {**score_screening(model, corpus, items, fixed, screening, strategy, cfg, capfilt, seed,
+                                       audit_items, clean=True), **screening.log}
     return out
 
 

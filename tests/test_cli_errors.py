@@ -35,7 +35,7 @@ def test_missing_index_without_a_traceback():
     (["simulate", "--out", "{tmp}/d", "--tiles", "2", "--cities", "Atlantis"],
      "klip simulate: unknown city 'Atlantis': choose from Shanghai"),
     (["bench", "caption", "--index", "{tmp}/missing.parquet"], "klip bench caption: {tmp}/missing.parquet: no such index"),
-    (["bench", "pretrain", "--preset", "huge"], "klip bench pretrain: unknown preset 'huge': choose one of gpu, smoke"),
+    (["bench", "pretrain", "--preset", "huge"], "klip bench pretrain: unknown preset 'huge': choose one of gpu, smoke, study"),
     (["run", "--preset", "huge", "--name", "never"], "klip run: unknown preset 'huge'"),
 ])
 def test_user_errors_are_one_line_with_status_2(argv, expected, tmp_path, capsys):

@@ -85,7 +85,7 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path):
 
     bad_preset = klip("--preset", "huge", "--name", "never")
     assert bad_preset.returncode == 2
-    assert bad_preset.stderr.strip() == "klip run: unknown preset 'huge': choose one of gpu, smoke"
+    assert bad_preset.stderr.strip() == "klip run: unknown preset 'huge': choose one of gpu, smoke, study"
     bad_number = klip("--only", "99", "--name", "never")
     assert bad_number.returncode == 2 and "no notebook numbered 99" in bad_number.stderr
     assert len(bad_number.stderr.strip().splitlines()) == 1

@@ -68,6 +68,19 @@ def test_screening_metrics_count_per_kind_and_bracket_the_point_with_the_interva
         assert lo <= m[kind]["f1"] <= hi and hi - lo > 0
 
 
+def test_copies_of_one_tile_do_not_narrow_the_interval():
+    """Corrupted copies of a tile's caption are resampled together: 10 copies of 40 views of 40 tiles give the
+    interval of the 40 views (up to bootstrap noise), not one sqrt(10) times narrower."""
+    items, flags, wrong = _views()
+    once = screening_metrics(items, flags, wrong)["all"]["f1_ci"]
+    copied = screening_metrics(items * 10, flags * 10, wrong * 10)["all"]["f1_ci"]
+    as_views = [dataclasses.replace(it, tile_id=f"{it.tile_id}/{c}") for c in range(10) for it in items]
+    naive = screening_metrics(as_views, flags * 10, wrong * 10)["all"]["f1_ci"]
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert width(copied) == pytest.approx(width(once), rel=0.25)
+    assert width(naive) < 0.5 * width(once)
+
+
 def test_pooled_random_draws_report_support_per_draw():
     items, flags, wrong = _views()
     counts = sum(confusion(items, flags, wrong) for _ in range(5))

@@ -201,8 +201,9 @@ def simulate_dataset(out: str | os.PathLike, cfg: SimConfig, progress: bool = Tr
 
     out = Path(out)
     per_scene, rows = cfg.scene_tiles**2, []
+    plans = plan_scenes(cfg)  # bad cities fail here, before a progress bar or a file
     with tqdm(total=cfg.n_tiles + cfg.eval_tiles, desc="simulate", unit="tile", disable=not progress) as bar:
-        for plan in plan_scenes(cfg):
+        for plan in plans:
             number = int(plan.scene_id.rsplit("_", 1)[1])
             left = (cfg.n_tiles - len(rows)) if number < EVAL_SCENES else (cfg.n_tiles + cfg.eval_tiles - len(rows))
             n = min(per_scene, left)
