@@ -166,7 +166,7 @@ def audit_table(items: list[Item], fixed: list[Item], audit: list[dict], wrong: 
 class Corpus:
     """The harness's corpus: SCIO's data with the training views corrupted `copies` times, and the views once
     clean (truth only), for the damage a strategy does to error-free captions (screening is deterministic, so
-    clean copies would only repeat the same flags and narrow the interval for nothing)."""
+    clean copies would only repeat the same flags at `copies` times the cost)."""
 
     data: object  # klip_lib.scio.ScioData; data.train holds the corrupted views
     clean: list[Item]
