@@ -20,10 +20,12 @@ def key_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 class KVCache:
-    """Keys and values of the tokens seen so far, per attention layer (`layer_idx`), for step-by-step generation."""
+    """Keys and values of the tokens seen so far, per attention layer (`layer_idx`), for step-by-step generation;
+    `context` holds the cross-attention keys and values of a fixed context (the image tokens), computed once."""
 
     def __init__(self):
         self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.context: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def update(self, key: torch.Tensor, value: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Append the new tokens' keys and values [B, heads, n, d]; return all of them."""
@@ -33,9 +35,12 @@ class KVCache:
         self.layers[index] = (key, value)
         return key, value
 
-    def reorder(self, rows: torch.Tensor) -> None:
-        """Keep rows `rows` of every layer (beam search: each beam continues from its source)."""
+    def reorder(self, rows: torch.Tensor, context: bool = False) -> None:
+        """Keep rows `rows` of every layer (beam search: each beam continues from its source); with `context`
+        also of the fixed-context keys and values (rows dropped; a beam moving within rows of one context need not)."""
         self.layers = {i: (k[rows], v[rows]) for i, (k, v) in self.layers.items()}
+        if context:
+            self.context = {i: (k[rows], v[rows]) for i, (k, v) in self.context.items()}
 
 
 class SelfAttention(nn.Module):
@@ -59,9 +64,15 @@ class SelfAttention(nn.Module):
 
     def forward(self, h: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None,
                 cache: KVCache | None = None) -> torch.Tensor:
-        q, k, v = self._split(self.query(h)), self._split(self.key(context)), self._split(self.value(context))
-        if cache is not None:
-            k, v = cache.update(k, v, self.layer_idx)
+        q = self._split(self.query(h))
+        if cache is not None and context is not h:  # cross-attention to a fixed context: its keys/values once
+            if self.layer_idx not in cache.context:
+                cache.context[self.layer_idx] = (self._split(self.key(context)), self._split(self.value(context)))
+            k, v = cache.context[self.layer_idx]
+        else:
+            k, v = self._split(self.key(context)), self._split(self.value(context))
+            if cache is not None:
+                k, v = cache.update(k, v, self.layer_idx)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return out.transpose(1, 2).flatten(2)
 
@@ -121,7 +132,7 @@ class Layer(nn.Module):
                 cache: KVCache | None = None) -> torch.Tensor:
         h = self.attention(h, mask, cache=cache)
         if context is not None:
-            h = self.crossattention(h, context=context)
+            h = self.crossattention(h, context=context, cache=cache)
         return self.output(self.intermediate(h), h)
 
 

@@ -80,6 +80,8 @@ class CaptionDecoder(nn.Module):
         attentions = [layer.attention.self for layer in (*self.text.layer, *self.fusion.layer)]
         for index, attention in enumerate(attentions):
             attention.layer_idx = index  # its slot in the key/value cache of generation
+        for index, layer in enumerate(self.fusion.layer):
+            layer.crossattention.self.layer_idx = index  # its slot among the cached image keys/values
 
     def trainable(self, text: bool = True) -> list[nn.Parameter]:
         """The parameters fine-tuning updates: fusion layers (image projection and cross-attention included),
@@ -253,8 +255,9 @@ def beam_search(decoder: CaptionDecoder, image_tokens: torch.Tensor, prompts: li
                 max_new_tokens: int) -> list[list[int]]:
     """Generated token ids per prompt (prompt and [SEP] left out); `image_tokens` [P, N, W] one row per prompt.
 
-    Beams of all prompts advance together (left-padded prompts, a key/value cache); a finished beam keeps its
-    score, and the best beam is picked by log-probability per generated token.
+    Beams of all prompts advance together (left-padded prompts, a key/value cache, the image keys/values computed
+    once); a finished beam keeps its score, the best beam is picked by log-probability per generated token, and a
+    prompt leaves the batch once all its beams have finished.
     """
     tok = decoder.tokenizer
     eos, pad = tok.sep_token_id, tok.pad_token_id
@@ -271,15 +274,25 @@ def beam_search(decoder: CaptionDecoder, image_tokens: torch.Tensor, prompts: li
     scores[:, 0] = 0.0
     done = torch.zeros(n * k, dtype=torch.bool)
     lengths = torch.zeros(n * k)
+    active = torch.arange(n)  # prompts still in the batch; row r of the state is beam r % k of prompt active[r // k]
+    out: list[list[int]] = [[] for _ in range(n)]
+
+    def finish(which: torch.Tensor) -> None:  # the best beam of the active prompts `which` (indices into active)
+        best = (scores[which] / lengths.view(-1, k)[which].clamp(min=1)).argmax(1) + which * k
+        for prompt, row in zip(active[which].tolist(), best.tolist()):
+            gen = ids[row, width:][mask[row, width:].bool()].tolist()
+            out[prompt] = gen[:-1] if gen and gen[-1] == eos else gen
+
     cache = KVCache()
     new = ids
     for _ in range(max_new_tokens):
+        a = len(active)
         logp = F.log_softmax(decoder.logits(decoder.hidden(image, new, mask, cache)[:, -1]).float(), dim=-1)
         logp[done] = float("-inf")
         logp[done, decoder.position[eos]] = 0.0  # a finished beam repeats [SEP], masked out, at no cost
         vocab = logp.shape[1]
-        best = (scores.view(-1, 1) + logp).view(n, k * vocab).topk(k, dim=1)
-        source = (best.indices // vocab + torch.arange(n)[:, None] * k).view(-1)
+        best = (scores.view(-1, 1) + logp).view(a, k * vocab).topk(k, dim=1)
+        source = (best.indices // vocab + torch.arange(a)[:, None] * k).view(-1)
         token = decoder.vocab[(best.indices % vocab).view(-1)]
         scores = best.values
         cache.reorder(source)
@@ -289,13 +302,18 @@ def beam_search(decoder: CaptionDecoder, image_tokens: torch.Tensor, prompts: li
         ids = torch.cat([ids, new], 1)
         mask = torch.cat([mask, (~was_done).long()[:, None]], 1)
         done = was_done | (token == eos)
-        if done.all():
+        finished = done.view(a, k).all(1)
+        if finished.any():
+            finish(finished.nonzero()[:, 0])
+            keep = (~finished).nonzero()[:, 0]
+            rows = (keep[:, None] * k + torch.arange(k)).view(-1)
+            cache.reorder(rows, context=True)
+            active, scores, image = active[keep], scores[keep], image[rows]
+            ids, mask, done, lengths, new = ids[rows], mask[rows], done[rows], lengths[rows], new[rows]
+        if not len(active):
             break
-    pick = (scores.view(-1) / lengths.clamp(min=1)).view(n, k).argmax(1) + torch.arange(n) * k
-    out = []
-    for row in pick.tolist():
-        gen = ids[row, width:][mask[row, width:].bool()].tolist()
-        out.append(gen[:-1] if gen and gen[-1] == eos else gen)
+    if len(active):
+        finish(torch.arange(len(active)))
     return out
 
 
