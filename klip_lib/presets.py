@@ -15,6 +15,8 @@ import copy
 
 from .errors import UserError
 
+ALL_MODELS = "random,clip-like,blip-like,klip"  # every built-in model (klip_lib.tasks.models.MODELS)
+
 PRESETS: dict[str, dict[str, dict]] = {
     "smoke": {
         "data": {"n_tiles": 48, "tile_size": 128, "image_size": 64, "eval_tiles": 280},
@@ -26,20 +28,25 @@ PRESETS: dict[str, dict[str, dict]] = {
         },
         "train": {"steps": 100, "batch_size": 16, "lr": 2e-3, "warmup_steps": 10, "checkpoint_every": 50},
     },
-    "study": {  # issue 17: large enough for effects to show, whole `klip run` within an hour on 2 CPU cores (to be
-        # measured: reports/README.md); the smoke model, more data and steps, longer fine-tuning in the notebooks
-        "data": {"n_tiles": 1024, "tile_size": 128, "image_size": 64, "eval_tiles": 400},
+    "study": {  # issue 17: large enough for effects to show (test sets of 400+ tiles, a model that learns), the whole
+        # `klip run` sized for about an hour on 2 CPU cores (measured: reports/README.md); the smoke model, 16x the
+        # pretraining tiles, 1.5x the steps at twice the batch, every pretrained model scored, longer fine-tuning
+        "data": {"n_tiles": 768, "tile_size": 128, "image_size": 64, "eval_tiles": 400},
         "model": {
             "image_encoder": "vit_tiny_patch16_224", "image_size": 64, "patch_size": 8,
             "image_encoder_kwargs": {"depth": 4}, "text_init": "config", "text_hidden": 128, "text_layers": 4,
             "text_heads": 2, "text_intermediate": 512, "text_positions": 128, "fusion_layers": 2,
-            "max_text_len": 96, "embed_dim": 64, "queue_size": 1024, "momentum": 0.995,
+            "max_text_len": 96, "embed_dim": 64, "queue_size": 512, "momentum": 0.99,
         },
-        "train": {"steps": 1000, "batch_size": 32, "lr": 1e-3, "warmup_steps": 100, "checkpoint_every": 250},
+        "train": {"steps": 150, "batch_size": 32, "lr": 1e-3, "warmup_steps": 15, "checkpoint_every": 50},
         "notebooks": {
-            "09_eval_retrieval": {"k_test": 16},
-            "10_eval_captioning": {"steps": 1500},
-            "11_eval_vqa": {"steps": 600},
+            "05_scio": {"copies": 2},  # about 500 training tiles: over 500 planted errors, tile clusters 16x smoke's
+            "06_eval_classification": {"models": ALL_MODELS, "acd_train_per_class": 100},
+            "07_eval_detection": {"models": ALL_MODELS},
+            "08_eval_segmentation": {"models": ALL_MODELS},
+            "09_eval_retrieval": {"models": ALL_MODELS},
+            "10_eval_captioning": {"models": ALL_MODELS, "steps": 600},
+            "11_eval_vqa": {"models": ALL_MODELS, "steps": 300},
         },
     },
     "gpu": {
