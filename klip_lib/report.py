@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from .evidence import baselines
+from .evidence import baselines, headline_rows
 from .files import write_json_atomic
 from .paths import run_path
 
@@ -130,6 +130,63 @@ def small_test_sets(metrics: dict[str, dict]) -> dict[str, str]:
     from .evidence import small_test_set
 
     return {name: line for name, block in sorted(task_blocks(metrics).items()) if (line := small_test_set(block))}
+
+
+NO_PRETRAINING = ("random", "supervised (scratch)")  # no-pretraining references, in order of preference
+
+
+def compare_intervals(a: tuple[float, float] | None, b: tuple[float, float] | None, higher_is_better: bool = True
+                      ) -> str:
+    """'better' where interval `a` lies wholly on the good side of `b`, 'worse' wholly on the bad side, 'overlap'
+    otherwise, 'n/a' without both. Disjoint 95% intervals are a conservative test: a real difference can hide in
+    overlapping ones, so 'overlap' means no difference shown, not none."""
+    if a is None or b is None:
+        return "n/a"
+    if not higher_is_better:
+        a, b = (-a[1], -a[0]), (-b[1], -b[0])
+    return "better" if a[0] > b[1] else "worse" if a[1] < b[0] else "overlap"
+
+
+def pretraining_effects(metrics: dict[str, dict]):
+    """Did pretraining help, task by task? A DataFrame with a row per model task block and pretrained model: its
+    headline [95% interval] beside the no-pretraining reference's (random init among the models; where every
+    model is fine-tuned, the same architecture trained from scratch), the verdict from the intervals (`helped`,
+    `hurt`, `no difference shown`; `not evidence` where the test set is too small), and the strongest other
+    baseline (raw pixels, chance, ...) with how the model stands against it (a baseline without an interval, such as
+    chance or random ranking, is an exact value)."""
+    import pandas as pd
+
+    from .evidence import format_interval, small_test_set
+
+    verdicts = {"better": "helped", "worse": "hurt", "overlap": "no difference shown", "n/a": "n/a (no interval)"}
+    rows = []
+    for name, block in sorted(task_blocks(metrics).items()):
+        if is_method_block(block):
+            continue
+        key, up = block["headline"], block.get("higher_is_better", True)
+        scores = headline_rows(block)
+        reference = next((r for r in NO_PRETRAINING if scores.get(r) is not None), None)
+        others = {b: v for b, v in scores.items() if b not in block["models"] and b != reference and v is not None}
+        strongest = (max if up else min)(others, key=others.get) if others else None
+        small = small_test_set(block)
+        for model, value in scores.items():
+            if model not in block["models"] or model in NO_PRETRAINING or value is None:
+                continue
+            verdict = verdicts[compare_intervals(interval(block, model), interval(block, reference), up)] \
+                if reference else "n/a (no reference)"
+            rows.append({
+                "task": f"{name} {key}" + ("" if up else " ↓"), "model": model,
+                "score": format_interval(value, interval(block, model)),
+                "no pretraining": f"{reference} {format_interval(scores[reference], interval(block, reference))}"
+                if reference else "n/a",
+                "pretraining": "not evidence" if small and reference else verdict,
+                "strongest baseline": f"{strongest} {format_interval(others[strongest], interval(block, strongest))}"
+                if strongest else "n/a",
+                "vs baseline": compare_intervals(interval(block, model), interval(block, strongest)  # exact values
+                                                 or (others[strongest],) * 2, up) if strongest else "n/a",  # e.g. chance
+                "n_test": block.get("n_test"),
+            })
+    return pd.DataFrame(rows)
 
 
 def radar_scores(table):

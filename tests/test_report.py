@@ -170,3 +170,34 @@ def test_task_pages_of_a_relative_run_folder_land_in_the_projects(monkeypatch, t
     pages = task_pages.write_task_pages(paths.SCRATCH, RUN)
     assert pages and all((tmp_path / "fresh" / p).is_file() for p in pages.values())
     assert not (paths.NOTEBOOKS / "reports").exists()
+
+
+def test_pretraining_effects_read_the_intervals():
+    """Helped, hurt or no difference shown, from disjoint or overlapping 95% intervals against random init (or,
+    where every model is fine-tuned, against the supervised model from scratch); small test sets are not evidence."""
+    block = lambda models, ci, up=True, n=400, **extra: {  # noqa: E731
+        "task": "t", "headline": "m", "higher_is_better": up, "n_test": n, "ci": ci,
+        "models": {k: {"m": v} for k, v in models.items()}, **extra}
+    metrics = {"06": {"tasks": {
+        "probe": block({"random": 0.3, "klip": 0.6, "blip-like": 0.35, "clip-like": 0.1},
+                       {"random": [0.25, 0.35], "klip": [0.55, 0.65], "blip-like": [0.3, 0.4], "clip-like": [0.05, 0.15],
+                        "raw-pixel probe": [0.7, 0.8]},
+                       baselines={"raw-pixel probe": {"m": 0.75}, "chance": {"m": 0.17}}),
+        "finetune": block({"klip": 0.9}, {"klip": [0.85, 0.95], "supervised (scratch)": [0.6, 0.7]},
+                          baselines={"supervised (scratch)": {"m": 0.65}}),
+        "error": block({"random": 2.0, "klip": 1.0}, {"random": [1.8, 2.2], "klip": [0.9, 1.1]}, up=False),
+        "tiny": block({"random": 0.1, "klip": 0.9}, {"random": [0.0, 0.2], "klip": [0.8, 1.0]}, n=16),
+        "screening": block({"calibrated": 0.2}, {"calibrated": [0.1, 0.3]}, task="screening"),
+    }}}
+    table = report.pretraining_effects(metrics).set_index(["task", "model"])["pretraining"].to_dict()
+    assert table == {("error m ↓", "klip"): "helped", ("finetune m", "klip"): "helped",
+                     ("probe m", "blip-like"): "no difference shown", ("probe m", "clip-like"): "hurt",
+                     ("probe m", "klip"): "helped", ("tiny m", "klip"): "not evidence"}
+    rows = report.pretraining_effects(metrics).set_index(["task", "model"])
+    assert rows.loc[("probe m", "klip"), "strongest baseline"] == "raw-pixel probe 0.750 [0.700, 0.800]"
+    assert rows.loc[("probe m", "klip"), "vs baseline"] == "worse"
+    assert rows.loc[("finetune m", "klip"), "no pretraining"] == "supervised (scratch) 0.650 [0.600, 0.700]"
+    assert report.compare_intervals((0.1, 0.2), None) == "n/a"
+    metrics["06"]["tasks"]["probe"]["ci"].pop("raw-pixel probe")  # then an exact value: klip's interval lies below it
+    assert report.pretraining_effects(metrics).set_index(["task", "model"]).loc[("probe m", "klip"), "vs baseline"] \
+        == "worse"
