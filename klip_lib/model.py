@@ -191,11 +191,15 @@ class KlipModel(nn.Module):
         return self.text_tokens(input_ids, attention_mask)[1]
 
     def itm_score(
-        self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self, images: torch.Tensor | None, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        image_embeds: torch.Tensor | None = None, text_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Probability [B] that caption i matches image i (ITM head over the fused [CLS])."""
-        image_embeds, _ = self.image_tokens(images)
-        text_embeds, _ = self.text_tokens(input_ids, attention_mask)
+        """Probability [B] that caption i matches image i (ITM head over the fused [CLS]); `image_embeds` and
+        `text_embeds` (tokens from `image_tokens` / `text_tokens`) skip their encoder when already computed."""
+        if image_embeds is None:
+            image_embeds, _ = self.image_tokens(images)
+        if text_embeds is None:
+            text_embeds, _ = self.text_tokens(input_ids, attention_mask)
         fused = self.fusion(text_embeds, attention_mask, image_embeds)
         return F.softmax(self.itm_head(fused[:, 0]).float(), dim=1)[:, 1]
 

@@ -110,6 +110,11 @@ def test_encoders_scores_and_logits_have_the_documented_shapes():
     assert img.shape == txt.shape == (3, 16)
     torch.testing.assert_close(img.norm(dim=1), torch.ones(3))
     assert score.shape == (3,) and bool(((score > 0) & (score < 1)).all())
+    with torch.no_grad():  # tokens encoded beforehand (retrieval re-ranking encodes each image and text once)
+        given = model.itm_score(None, b["input_ids"], b["attention_mask"],
+                                image_embeds=model.image_tokens(b["images"])[0],
+                                text_embeds=model.text_tokens(b["input_ids"], b["attention_mask"])[0])
+    torch.testing.assert_close(given, score)
     assert logits.shape == (*b["input_ids"].shape, 30522)
 
 

@@ -141,8 +141,14 @@ def itc_scores(model: KlipModel, images: torch.Tensor, texts: list[str], batch_s
 def itm_rerank(model: KlipModel, images: torch.Tensor, texts: list[str], sim: torch.Tensor,
                cfg: RetrievalConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(image-to-text, text-to-image) score matrices: ITM probability + ITC similarity on each query's top k
-    ITC candidates, -100 elsewhere (ranked last)."""
+    ITC candidates, -100 elsewhere (ranked last). Each image and text of a KlipModel is encoded once; only the
+    fusion layers and the ITM head run per pair."""
     tokens = model.tokenize(texts)
+    ids, mask, b = tokens["input_ids"], tokens["attention_mask"], cfg.batch_size
+    once = isinstance(model, KlipModel)  # external models with an ITM head (HF BLIP) encode per pair
+    if once:
+        image_embeds = torch.cat([model.image_tokens(images[i:i + b])[0] for i in range(0, len(images), b)])
+        text_embeds = torch.cat([model.text_tokens(ids[i:i + b], mask[i:i + b])[0] for i in range(0, len(ids), b)])
     i2t = torch.full_like(sim, -100.0)
     t2i = torch.full_like(sim, -100.0)
     k_text, k_image = min(cfg.k_test, sim.shape[1]), min(cfg.k_test, sim.shape[0])
@@ -151,7 +157,8 @@ def itm_rerank(model: KlipModel, images: torch.Tensor, texts: list[str], sim: to
     for start in range(0, len(pairs), cfg.batch_size):
         chunk = pairs[start:start + cfg.batch_size]
         rows, cols = [p[0] for p in chunk], [p[1] for p in chunk]
-        itm = model.itm_score(images[rows], tokens["input_ids"][cols], tokens["attention_mask"][cols])
+        itm = model.itm_score(None, ids[cols], mask[cols], image_embeds=image_embeds[rows], text_embeds=text_embeds[cols]) \
+            if once else model.itm_score(images[rows], ids[cols], mask[cols])
         for (i, j, way), p in zip(chunk, itm.tolist()):
             (i2t if way == "i2t" else t2i)[i, j] = p + float(sim[i, j])
     return i2t, t2i
