@@ -25,7 +25,7 @@ class KVCache:
 
     def __init__(self):
         self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.context: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.context: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}  # by cross-attention layer
 
     def update(self, key: torch.Tensor, value: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Append the new tokens' keys and values [B, heads, n, d]; return all of them."""
@@ -66,9 +66,9 @@ class SelfAttention(nn.Module):
                 cache: KVCache | None = None) -> torch.Tensor:
         q = self._split(self.query(h))
         if cache is not None and context is not h:  # cross-attention to a fixed context: its keys/values once
-            if self.layer_idx not in cache.context:
-                cache.context[self.layer_idx] = (self._split(self.key(context)), self._split(self.value(context)))
-            k, v = cache.context[self.layer_idx]
+            if self not in cache.context:
+                cache.context[self] = (self._split(self.key(context)), self._split(self.value(context)))
+            k, v = cache.context[self]
         else:
             k, v = self._split(self.key(context)), self._split(self.value(context))
             if cache is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -46,7 +47,10 @@ def is_method_block(block: dict) -> bool:
 def interval(block: dict, name: str) -> tuple[float, float] | None:
     """The 95% interval of `name`'s headline when the block carries one (`ci`: {name: [low, high]})."""
     ci = (block.get("ci") or {}).get(name)
-    return (float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci else None
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2 or None in ci:
+        return None
+    low, high = float(ci[0]), float(ci[1])
+    return (low, high) if math.isfinite(low) and math.isfinite(high) else None  # NaN: undefined in some resamples
 
 
 def _label(name: str, block: dict) -> str:
@@ -165,7 +169,11 @@ def pretraining_effects(metrics: dict[str, dict]):
             continue
         key, up = block["headline"], block.get("higher_is_better", True)
         scores = headline_rows(block)
-        reference = next((r for r in NO_PRETRAINING if scores.get(r) is not None), None)
+        # random init among the models; the scratch-trained encoder only where every model is fine-tuned (headline
+        # finetune_*; against frozen features, a linear probe's, it would be no fair reference)
+        fine_tuned = key.startswith("finetune")
+        reference = next((r for r in NO_PRETRAINING if scores.get(r) is not None
+                          and (r in block["models"] or fine_tuned)), None)
         others = {b: v for b, v in scores.items() if b not in block["models"] and b != reference and v is not None}
         strongest = (max if up else min)(others, key=others.get) if others else None
         small = small_test_set(block)
@@ -182,7 +190,7 @@ def pretraining_effects(metrics: dict[str, dict]):
                 "pretraining": "not evidence" if small and reference else verdict,
                 "strongest baseline": f"{strongest} {format_interval(others[strongest], interval(block, strongest))}"
                 if strongest else "n/a",
-                "vs baseline": compare_intervals(interval(block, model), interval(block, strongest)  # exact values
+                "vs baseline": "not evidence" if small and strongest else compare_intervals(interval(block, model), interval(block, strongest)  # exact values
                                                  or (others[strongest],) * 2, up) if strongest else "n/a",  # e.g. chance
                 "n_test": block.get("n_test"),
             })

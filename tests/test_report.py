@@ -183,21 +183,28 @@ def test_pretraining_effects_read_the_intervals():
                        {"random": [0.25, 0.35], "klip": [0.55, 0.65], "blip-like": [0.3, 0.4], "clip-like": [0.05, 0.15],
                         "raw-pixel probe": [0.7, 0.8]},
                        baselines={"raw-pixel probe": {"m": 0.75}, "chance": {"m": 0.17}}),
-        "finetune": block({"klip": 0.9}, {"klip": [0.85, 0.95], "supervised (scratch)": [0.6, 0.7]},
-                          baselines={"supervised (scratch)": {"m": 0.65}}),
+        "finetune": {"task": "t", "headline": "finetune_accuracy", "n_test": 400, "models": {"klip": {"finetune_accuracy": 0.9}},
+                     "ci": {"klip": [0.85, 0.95], "supervised (scratch)": [0.6, 0.7]},
+                     "baselines": {"supervised (scratch)": {"finetune_accuracy": 0.65}}},
         "error": block({"random": 2.0, "klip": 1.0}, {"random": [1.8, 2.2], "klip": [0.9, 1.1]}, up=False),
         "tiny": block({"random": 0.1, "klip": 0.9}, {"random": [0.0, 0.2], "klip": [0.8, 1.0]}, n=16),
         "screening": block({"calibrated": 0.2}, {"calibrated": [0.1, 0.3]}, task="screening"),
     }}}
     table = report.pretraining_effects(metrics).set_index(["task", "model"])["pretraining"].to_dict()
-    assert table == {("error m ↓", "klip"): "helped", ("finetune m", "klip"): "helped",
+    assert table == {("error m ↓", "klip"): "helped", ("finetune finetune_accuracy", "klip"): "helped",
                      ("probe m", "blip-like"): "no difference shown", ("probe m", "clip-like"): "hurt",
                      ("probe m", "klip"): "helped", ("tiny m", "klip"): "not evidence"}
     rows = report.pretraining_effects(metrics).set_index(["task", "model"])
     assert rows.loc[("probe m", "klip"), "strongest baseline"] == "raw-pixel probe 0.750 [0.700, 0.800]"
     assert rows.loc[("probe m", "klip"), "vs baseline"] == "worse"
-    assert rows.loc[("finetune m", "klip"), "no pretraining"] == "supervised (scratch) 0.650 [0.600, 0.700]"
+    assert rows.loc[("finetune finetune_accuracy", "klip"), "no pretraining"] == "supervised (scratch) 0.650 [0.600, 0.700]"
     assert report.compare_intervals((0.1, 0.2), None) == "n/a"
+    scratch_only = {"06": {"tasks": {"probe": block({"klip": 0.5}, {"klip": [0.45, 0.55], "supervised (scratch)": [0.75, 0.85]},
+                                                    baselines={"supervised (scratch)": {"m": 0.8}})}}}
+    assert report.pretraining_effects(scratch_only)["pretraining"].tolist() == ["n/a (no reference)"]  # no fair one
     metrics["06"]["tasks"]["probe"]["ci"].pop("raw-pixel probe")  # then an exact value: klip's interval lies below it
     assert report.pretraining_effects(metrics).set_index(["task", "model"]).loc[("probe m", "klip"), "vs baseline"] \
         == "worse"
+    metrics["06"]["tasks"]["probe"]["ci"]["klip"] = [float("nan"), 0.65]  # undefined in some resamples
+    assert report.pretraining_effects(metrics).set_index(["task", "model"]).loc[("probe m", "klip"), "pretraining"] \
+        == "n/a (no interval)"

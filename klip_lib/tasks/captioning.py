@@ -80,8 +80,6 @@ class CaptionDecoder(nn.Module):
         attentions = [layer.attention.self for layer in (*self.text.layer, *self.fusion.layer)]
         for index, attention in enumerate(attentions):
             attention.layer_idx = index  # its slot in the key/value cache of generation
-        for index, layer in enumerate(self.fusion.layer):
-            layer.crossattention.self.layer_idx = index  # its slot among the cached image keys/values
 
     def trainable(self, text: bool = True) -> list[nn.Parameter]:
         """The parameters fine-tuning updates: fusion layers (image projection and cross-attention included),
