@@ -138,6 +138,17 @@ def small_test_set(block: dict, minimum: int = MIN_TEST_ITEMS) -> str | None:
     return None
 
 
+def compare_intervals(a: Sequence[float] | None, b: Sequence[float] | None, higher_is_better: bool = True) -> str:
+    """'better' where interval `a` lies wholly on the good side of `b`, 'worse' wholly on the bad side, 'overlap'
+    otherwise, 'n/a' without both. Disjoint 95% intervals are a conservative test: a real difference can hide in
+    overlapping ones, so 'overlap' means no difference shown, not none."""
+    if a is None or b is None:
+        return "n/a"
+    if not higher_is_better:
+        a, b = (-a[1], -a[0]), (-b[1], -b[0])
+    return "better" if a[0] > b[1] else "worse" if a[1] < b[0] else "overlap"
+
+
 def format_interval(value: float | None, ci: Sequence[float] | None, digits: int = 3) -> str:
     """'0.583 [0.410, 0.720]' ('n/a' without a value; the value alone without an interval)."""
     if value is None or (isinstance(value, float) and not np.isfinite(value)):

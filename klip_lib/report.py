@@ -7,7 +7,7 @@ import math
 import os
 from pathlib import Path
 
-from .evidence import baselines, headline_rows
+from .evidence import baselines, compare_intervals, headline_rows
 from .files import write_json_atomic
 from .paths import run_path
 
@@ -139,18 +139,6 @@ def small_test_sets(metrics: dict[str, dict]) -> dict[str, str]:
 NO_PRETRAINING = ("random", "supervised (scratch)")  # no-pretraining references, in order of preference
 
 
-def compare_intervals(a: tuple[float, float] | None, b: tuple[float, float] | None, higher_is_better: bool = True
-                      ) -> str:
-    """'better' where interval `a` lies wholly on the good side of `b`, 'worse' wholly on the bad side, 'overlap'
-    otherwise, 'n/a' without both. Disjoint 95% intervals are a conservative test: a real difference can hide in
-    overlapping ones, so 'overlap' means no difference shown, not none."""
-    if a is None or b is None:
-        return "n/a"
-    if not higher_is_better:
-        a, b = (-a[1], -a[0]), (-b[1], -b[0])
-    return "better" if a[0] > b[1] else "worse" if a[1] < b[0] else "overlap"
-
-
 def pretraining_effects(metrics: dict[str, dict]):
     """Did pretraining help, task by task? A DataFrame with a row per model task block and pretrained model: its
     headline [95% interval] beside the no-pretraining reference's (random init among the models; where every
@@ -182,6 +170,10 @@ def pretraining_effects(metrics: dict[str, dict]):
                 continue
             verdict = verdicts[compare_intervals(interval(block, model), interval(block, reference), up)] \
                 if reference else "n/a (no reference)"
+            vs_baseline = "n/a"
+            if strongest:  # a baseline without an interval (chance, random ranking) is an exact value
+                exact = interval(block, strongest) or (others[strongest],) * 2
+                vs_baseline = "not evidence" if small else compare_intervals(interval(block, model), exact, up)
             rows.append({
                 "task": f"{name} {key}" + ("" if up else " ↓"), "model": model,
                 "score": format_interval(value, interval(block, model)),
@@ -190,8 +182,7 @@ def pretraining_effects(metrics: dict[str, dict]):
                 "pretraining": "not evidence" if small and reference else verdict,
                 "strongest baseline": f"{strongest} {format_interval(others[strongest], interval(block, strongest))}"
                 if strongest else "n/a",
-                "vs baseline": "not evidence" if small and strongest else compare_intervals(interval(block, model), interval(block, strongest)  # exact values
-                                                 or (others[strongest],) * 2, up) if strongest else "n/a",  # e.g. chance
+                "vs baseline": vs_baseline,
                 "n_test": block.get("n_test"),
             })
     return pd.DataFrame(rows)

@@ -10,6 +10,7 @@ from klip_tiny import tiny_model
 
 from klip_lib import evidence, report, viz
 from klip_lib.tasks import captioning, classification, detection, retrieval, segmentation, vqa
+from klip_lib.tasks.protocol import verdict
 
 
 # the interval code ---------------------------------------------------------------------------------
@@ -247,3 +248,16 @@ def test_retrieval_ranks_without_a_matching_head():
     out = retrieval.evaluate_retrieval(model, data)
     assert out["scores"].shape == (3, 6) and len(out["ranks"]["i2t"]) == 3 and len(out["ranks"]["t2i"]) == 6
     assert out["metrics"]["i2t_r5"] == out["metrics"]["t2i_r5"] == 1.0  # 3 images, 6 captions: all within 5
+
+
+def test_compare_intervals_and_the_verdict_built_on_it():
+    assert evidence.compare_intervals((0.5, 0.6), (0.2, 0.4)) == "better"
+    assert evidence.compare_intervals((0.1, 0.3), (0.2, 0.4)) == "overlap"
+    assert evidence.compare_intervals((0.5, 0.6), (0.2, 0.4), higher_is_better=False) == "worse"
+    assert evidence.compare_intervals((0.1, 0.2), None) == "n/a"
+    assert evidence.compare_intervals((float("nan"), 0.2), (0.3, 0.4)) == "worse"  # the finite end decides
+    block = {"headline": "m", "models": {"klip": {"m": 0.55}, "random": {"m": 0.3}},
+             "baselines": {"chance": {"m": 0.1}}, "ci": {"klip": [0.5, 0.6], "random": [0.2, 0.4]}}
+    assert verdict(block, "klip", "random") == "klip 0.550 [0.500, 0.600] above random 0.300 [0.200, 0.400]"
+    assert verdict(block, "random", "klip") == "random 0.300 [0.200, 0.400] below klip 0.550 [0.500, 0.600]"
+    assert verdict(block, "klip", "chance") == "klip 0.550 [0.500, 0.600] indistinguishable from chance 0.100"

@@ -198,7 +198,6 @@ def test_pretraining_effects_read_the_intervals():
     assert rows.loc[("probe m", "klip"), "strongest baseline"] == "raw-pixel probe 0.750 [0.700, 0.800]"
     assert rows.loc[("probe m", "klip"), "vs baseline"] == "worse"
     assert rows.loc[("finetune finetune_accuracy", "klip"), "no pretraining"] == "supervised (scratch) 0.650 [0.600, 0.700]"
-    assert report.compare_intervals((0.1, 0.2), None) == "n/a"
     scratch_only = {"06": {"tasks": {"probe": block({"klip": 0.5}, {"klip": [0.45, 0.55], "supervised (scratch)": [0.75, 0.85]},
                                                     baselines={"supervised (scratch)": {"m": 0.8}})}}}
     assert report.pretraining_effects(scratch_only)["pretraining"].tolist() == ["n/a (no reference)"]  # no fair one

@@ -155,16 +155,13 @@ def verdict(block: dict, a: str, b: str) -> str:
     """'a 0.41 [0.37, 0.45] below b 0.86 [0.84, 0.89]': how `a`'s headline compares with `b`'s in a task block
     (models and baselines alike), by their 95% intervals: above / below where they do not overlap, else
     'indistinguishable from'."""
+    from ..evidence import compare_intervals
+
     key, ci = block["headline"], block.get("ci") or {}
     rows = {**block.get("baselines", {}), **block["models"]}
     va, vb, ca, cb = rows[a].get(key), rows[b].get(key), ci.get(a), ci.get(b)
     fmt = lambda v, c: f"{v:.3f}" + (f" [{c[0]:.3f}, {c[1]:.3f}]" if c else "")  # noqa: E731
-    if ca and cb and ca[0] > cb[1]:
-        word = "above"
-    elif ca and cb and ca[1] < cb[0]:
-        word = "below"
-    else:
-        word = "indistinguishable from"
+    word = {"better": "above", "worse": "below"}.get(compare_intervals(ca or None, cb or None), "indistinguishable from")
     return f"{a} {fmt(va, ca)} {word} {b} {fmt(vb, cb)}"
 
 
