@@ -247,6 +247,25 @@ def test_fit_stops_on_patience_and_restores_the_best_epoch():
     assert torch.equal(layer.weight, seen[2]) and not torch.equal(layer.weight, seen[4])
 
 
+def test_learning_rate_schedule_warms_up_then_decays_to_zero():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = protocol.learning_rate_schedule(opt, protocol.EpochConfig(4, warmup_epochs=1, cosine=True), 5)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.01) and lrs[5] == pytest.approx(1.0)  # warm-up: 1% to full over 5 steps
+    assert all(a < b for a, b in zip(lrs[:5], lrs[1:6])) and all(a > b for a, b in zip(lrs[5:], lrs[6:]))
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)  # cosine ends at 0 after max_epochs
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    sched = protocol.learning_rate_schedule(opt, protocol.EpochConfig(4), 5)  # the default: constant
+    for _ in range(20):
+        assert opt.param_groups[0]["lr"] == 0.5
+        opt.step()
+        sched.step()
+
+
 @pytest.mark.parametrize("kind", protocol.AUGMENTATIONS)
 def test_augmentations_move_masks_with_images(kind):
     gen = torch.Generator().manual_seed(3)

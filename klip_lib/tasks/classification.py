@@ -164,6 +164,8 @@ class FinetuneConfig:
     weight_decay: float = 0.05  # AdamW weight decay
     batch_size: int = 32  # chips per step
     augment: str = "none"  # protocol.AUGMENTATIONS; `choose_augmentation` decides it on validation
+    warmup_epochs: float = 1.0  # linear learning-rate warm-up (protocol.EpochConfig): a ViT from scratch needs one
+    cosine: bool = True  # cosine learning-rate decay to 0 at max_epochs
 
 
 @torch.no_grad()
@@ -189,7 +191,7 @@ def finetune(visual: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test_i
     def validate():
         return float((_predict(net, images[va]) == labels[va]).double().mean())
 
-    epochs = EpochConfig(cfg.max_epochs, cfg.patience, cfg.val_fraction)
+    epochs = EpochConfig(cfg.max_epochs, cfg.patience, cfg.val_fraction, cfg.warmup_epochs, cfg.cosine)
     curve = fit(net, net.parameters(), step, len(tr), cfg.batch_size, validate, epochs, cfg.lr, cfg.weight_decay,
                 seed, desc=f"fine-tune ({cfg.augment})")
     return _predict(net, test_images), curve

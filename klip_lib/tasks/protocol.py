@@ -27,6 +27,8 @@ class EpochConfig:
     max_epochs: int = 10  # passes over the training items at most
     patience: int = 3  # epochs without a better validation score before stopping
     val_fraction: float = 0.2  # share of the training items (or groups) held out for validation
+    warmup_epochs: float = 0.0  # linear warm-up of the learning rate from 1% over this many epochs (0: none)
+    cosine: bool = False  # cosine decay of the learning rate to 0 at `max_epochs` (after the warm-up)
 
 
 def validation_split(n: int, val_fraction: float, seed: int, labels=None, groups=None) -> tuple[np.ndarray, np.ndarray]:
@@ -79,12 +81,15 @@ def fit(module: nn.Module, params, train_step: Callable[[torch.Tensor], torch.Te
     """Train `module` by epochs: each epoch a seeded reshuffle of `n_train` items in batches, `train_step(idx)`
     returning the batch loss, then `validate()` (higher is better). Stops after `cfg.patience` epochs with a
     lower validation score than the best (a tie counts as the new best: the later, longer-trained epoch) and
-    restores the best epoch's weights. Returns the learning curve."""
+    restores the best epoch's weights. The learning rate is constant unless `cfg` asks for a warm-up and/or cosine
+    decay (per step, `learning_rate_schedule`). Returns the learning curve."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = -(-n_train // batch_size)
+    schedule = learning_rate_schedule(opt, cfg, steps_per_epoch)
     curve = {"epoch": [], "train_loss": [], "val": [], "best_epoch": 0, "best_val": -float("inf"), "stopped_early": False}
     best_state, waited = None, 0
     bar = tqdm(range(1, cfg.max_epochs + 1), desc=desc, unit="epoch", leave=False)
@@ -96,6 +101,7 @@ def fit(module: nn.Module, params, train_step: Callable[[torch.Tensor], torch.Te
             loss = train_step(idx)
             loss.backward()
             opt.step()
+            schedule.step()
             losses.append(float(loss.detach()))
         module.eval()
         score = float(validate())
@@ -115,6 +121,19 @@ def fit(module: nn.Module, params, train_step: Callable[[torch.Tensor], torch.Te
         module.load_state_dict(best_state)
     module.eval()
     return curve
+
+
+def learning_rate_schedule(opt: torch.optim.Optimizer, cfg: EpochConfig, steps_per_epoch: int):
+    """A per-step scheduler of `opt`: linear warm-up over `cfg.warmup_epochs` (from 1% of the rate), then cosine
+    decay to 0 at `cfg.max_epochs` where `cfg.cosine`, else constant (torch.optim.lr_scheduler)."""
+    from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LinearLR, SequentialLR
+
+    warm = int(round(cfg.warmup_epochs * steps_per_epoch))
+    rest = max(1, cfg.max_epochs * steps_per_epoch - warm)
+    after = CosineAnnealingLR(opt, T_max=rest) if cfg.cosine else ConstantLR(opt, factor=1.0, total_iters=0)
+    if warm == 0:
+        return after
+    return SequentialLR(opt, [LinearLR(opt, start_factor=0.01, total_iters=warm), after], milestones=[warm])
 
 
 def choose_augmentation(run: Callable[[str], dict], options: tuple[str, ...]) -> tuple[str, dict]:
