@@ -133,6 +133,40 @@ def test_landcover_mask_of_other_size_raises(tmp_path):
         seg.sim_segmentation_set(tmp_path / "index.parquet", 8)
 
 
+def test_simulated_blocks_use_ground_truth_tiles_only(tmp_path):
+    """A real tile's facts (inferred by the knowledge layer, `knowledge_source`) are not labels: its CFAR
+    targets never become classification chips or detection boxes, and an imported dataset has no simulated tile."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from rasterio.transform import from_origin
+
+    from klip_lib.data.geotiff import write_tile
+    from klip_lib.data.truth import is_ground_truth, simulated_tiles
+
+    ship = {"id": 0, "class": "ship", "type": "tanker", "length_m": 200.0, "bbox": [20, 20, 30, 26],
+            "center": [25.0, 23.0], "grid_cell": "center"}
+    rows = []
+    for name, split, extra in (("sim", "train", {}), ("real", "test", {"knowledge_source": "klip_lib.knowledge"})):
+        write_tile(tmp_path / "tiles" / f"{name}.tif", {"VV": np.zeros((64, 64), np.float32)}, "EPSG:32631",
+                   from_origin(0, 0, 10, 10), {})
+        (tmp_path / "labels").mkdir(exist_ok=True)
+        (tmp_path / "labels" / f"{name}.json").write_text(json.dumps({"tile_id": name, "targets": [ship], **extra}))
+        rows.append({"tile_id": name, "path": f"tiles/{name}.tif", "split": split, "facts_path": f"labels/{name}.json"})
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "index.parquet")
+    assert simulated_tiles(tmp_path / "index.parquet") == 1
+    assert not is_ground_truth(None) and is_ground_truth({"targets": []})
+    chips = cls.sim_target_chips(tmp_path / "index.parquet", 16)
+    assert chips.names == ["sim#0"] and chips.split == ["train"]
+    boxes = det.sim_detection_set(tmp_path / "index.parquet", 32)
+    assert {n.split("@")[0] for n in boxes.names} == {"sim"} and boxes.n_boxes() == {"train": 1, "test": 0}
+    pq.write_table(pa.Table.from_pylist(rows[1:]), tmp_path / "index.parquet")
+    assert simulated_tiles(tmp_path / "index.parquet") == 0
+    with pytest.raises(ValueError, match="no simulated ship or aircraft targets"):
+        cls.sim_target_chips(tmp_path / "index.parquet", 16)
+
+
 def test_sen1floods11_split_is_spatial_and_nodata_ignored():
     bands = np.random.default_rng(0).normal(-15, 3, (2, 64, 48)).astype(np.float32)
     label = np.zeros((64, 48), np.int64)

@@ -166,6 +166,14 @@ def test_clean_text_rejoins_word_pieces():
 
 
 # VQA -----------------------------------------------------------------------------------------------
+def test_position_question_of_targets_without_length_asks_about_the_largest_by_pixels():
+    facts = fake_facts(0, 3)  # a real tile without pixel spacing: CFAR targets have no length, only pixels
+    for k, t in enumerate(facts["targets"]):
+        t.update(length_m=None, pixels=[5, 40, 9, 2][k])
+    questions = [q for q in vqa.tile_questions(facts, 0) if q.kind == "position" and q.subject == "ship"]
+    assert [q.answer for q in questions] == [facts["targets"][1]["grid_cell"]]
+
+
 @pytest.mark.parametrize("n_ships", [0, 1, 3])
 def test_every_generated_answer_is_true(n_ships):
     facts = fake_facts(0, n_ships, "farmland")

@@ -9,7 +9,6 @@ the held-out val and test cities for scoring.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,15 +70,18 @@ def sim_target_chips(index_path: str | os.PathLike, image_size: int, channels: i
     `image_size`; split "train" from train-city tiles, "test" from the held-out val and test cities."""
     import pyarrow.parquet as pq
 
-    from ..data.dataset import to_model_image
+    from ..data.dataset import load_facts, to_model_image
     from ..data.geotiff import read_tile
+    from ..data.truth import is_ground_truth
 
     index_path = Path(index_path)
     rows = pq.read_table(index_path, columns=["tile_id", "path", "split", "facts_path"]).to_pylist()
     items = []
     for row in rows:
-        facts = json.loads((index_path.parent / row["facts_path"]).read_text()) if row["facts_path"] else None
-        targets = [t for t in (facts or {}).get("targets", []) if t["type"] in SIM_CLASSES]
+        facts = load_facts(index_path, row["facts_path"])
+        if not is_ground_truth(facts):  # an imported tile's targets are CFAR guesses, not labels
+            continue
+        targets = [t for t in facts.get("targets", []) if t["type"] in SIM_CLASSES]
         if not targets:
             continue
         bands, meta = read_tile(index_path.parent / row["path"])
@@ -87,7 +89,7 @@ def sim_target_chips(index_path: str | os.PathLike, image_size: int, channels: i
             image = to_model_image(chip_window(bands, t["bbox"], context, min_side), meta.polarizations, channels, image_size)
             items.append((image, t["type"], "train" if row["split"] == "train" else "test", f"{row['tile_id']}#{t['id']}"))
     if not items:
-        raise ValueError(f"{index_path}: no ship or aircraft targets in the facts records; simulate more tiles")
+        raise ValueError(f"{index_path}: no simulated ship or aircraft targets in the facts records; simulate more tiles")
     classes = [c for c in SIM_CLASSES if any(it[1] == c for it in items)]
     return Chips(torch.stack([it[0] for it in items]), torch.tensor([classes.index(it[1]) for it in items]),
                  [it[2] for it in items], classes, [it[3] for it in items])

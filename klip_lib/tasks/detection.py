@@ -9,7 +9,6 @@ resized and cut the same way, boxes from the instance masks, whole scenes held o
 from __future__ import annotations
 
 import copy
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,13 +92,17 @@ def sim_detection_set(index_path: str | os.PathLike, size: int, channels: int = 
     "train" from train-city tiles, "test" from the held-out val and test cities."""
     import pyarrow.parquet as pq
 
+    from ..data.dataset import load_facts
     from ..data.geotiff import read_tile
+    from ..data.truth import is_ground_truth
 
     index_path = Path(index_path)
     rows = pq.read_table(index_path, columns=["tile_id", "path", "split", "facts_path"]).to_pylist()
     items = []
-    for row in (r for r in rows if r["facts_path"]):
-        facts = json.loads((index_path.parent / row["facts_path"]).read_text())
+    for row in rows:
+        facts = load_facts(index_path, row["facts_path"])
+        if not is_ground_truth(facts):  # an imported tile's targets are CFAR guesses, not labels
+            continue
         targets = [t for t in facts["targets"] if t["class"] in classes]
         boxes = np.asarray([t["bbox"] for t in targets], np.float32).reshape(-1, 4)
         labels = np.asarray([classes.index(t["class"]) + 1 for t in targets], np.int64)

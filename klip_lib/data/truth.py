@@ -1,0 +1,24 @@
+"""Which tiles carry ground truth: the simulator's facts records are the truth of their tiles; a real tile's facts
+are knowledge inferred by `klip_lib.knowledge` (geography, metadata, CFAR and Otsu on the image), good enough to
+caption the tile but not labels to score a model against. The task notebooks score their simulated blocks only on
+ground-truth tiles and skip them for a dataset imported with `--source`."""
+
+from __future__ import annotations
+
+import os
+
+from .dataset import load_facts
+
+
+def is_ground_truth(facts: dict | None) -> bool:
+    """True for the simulator's facts record; False for None and for a real tile's inferred facts (they carry
+    `knowledge_source`, docs/contracts.md)."""
+    return bool(facts) and "knowledge_source" not in facts
+
+
+def simulated_tiles(index_path: str | os.PathLike) -> int:
+    """How many tiles of an index carry simulated ground truth (0 for an imported dataset)."""
+    from .index import read_index
+
+    rows = read_index(index_path, columns=["facts_path"])["facts_path"].tolist()
+    return sum(is_ground_truth(load_facts(index_path, f)) for f in rows)
