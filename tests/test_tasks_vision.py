@@ -143,7 +143,7 @@ def test_simulated_blocks_use_ground_truth_tiles_only(tmp_path):
     from rasterio.transform import from_origin
 
     from klip_lib.data.geotiff import write_tile
-    from klip_lib.data.truth import is_ground_truth, simulated_tiles
+    from klip_lib.data.truth import dataset_kind, is_ground_truth, simulated_tiles
 
     ship = {"id": 0, "class": "ship", "type": "tanker", "length_m": 200.0, "bbox": [20, 20, 30, 26],
             "center": [25.0, 23.0], "grid_cell": "center"}
@@ -157,6 +157,8 @@ def test_simulated_blocks_use_ground_truth_tiles_only(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "index.parquet")
     assert simulated_tiles(tmp_path / "index.parquet") == 1
     assert not is_ground_truth(None) and is_ground_truth({"targets": []})
+    real = {"knowledge_source": "klip_lib.knowledge"}
+    assert [dataset_kind(f) for f in ([{}, {}], [real], [{}, real])] == ["sim", "imported", "mixed"]
     chips = cls.sim_target_chips(tmp_path / "index.parquet", 16)
     assert chips.names == ["sim#0"] and chips.split == ["train"]
     boxes = det.sim_detection_set(tmp_path / "index.parquet", 32)

@@ -22,3 +22,11 @@ def simulated_tiles(index_path: str | os.PathLike) -> int:
 
     rows = read_index(index_path, columns=["facts_path"])["facts_path"].tolist()
     return sum(is_ground_truth(load_facts(index_path, f)) for f in rows)
+
+
+def dataset_kind(facts: list[dict | None]) -> str:
+    """What the tiles behind a set of facts records are: `sim` (all simulated), `imported` (none: real tiles whose
+    facts and captions are inferred knowledge) or `mixed`. The vision-language notebooks file their blocks under it
+    (`retrieval/imported`), so a real-data run never reports a `/sim` score."""
+    truth = [is_ground_truth(f) for f in facts]
+    return "sim" if all(truth) else "imported" if not any(truth) else "mixed"
