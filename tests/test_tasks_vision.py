@@ -158,7 +158,8 @@ def test_simulated_blocks_use_ground_truth_tiles_only(tmp_path):
     assert simulated_tiles(tmp_path / "index.parquet") == 1
     assert not is_ground_truth(None) and is_ground_truth({"targets": []})
     real = {"knowledge_source": "klip_lib.knowledge"}
-    assert [dataset_kind(f) for f in ([{}, {}], [real], [{}, real])] == ["sim", "imported", "mixed"]
+    sim = {"targets": []}
+    assert [dataset_kind(f) for f in ([sim, sim], [real], [sim, real])] == ["sim", "imported", "mixed"]
     chips = cls.sim_target_chips(tmp_path / "index.parquet", 16)
     assert chips.names == ["sim#0"] and chips.split == ["train"]
     boxes = det.sim_detection_set(tmp_path / "index.parquet", 32)
