@@ -36,7 +36,7 @@ CODE: dict[str, tuple[str, ...]] = {
     "dataset": ("data/simulate.py", "data/scene.py", "data/render.py", "data/physics.py", "data/targets.py",
                 "data/gazetteer.py", "data/platforms.py", "data/geotiff.py", "data/index.py", "vocab.py"),
     "import": ("data/importer.py", "data/geotiff.py", "data/index.py", "data/physics.py", "data/gazetteer.py",
-               "data/safe.py", "knowledge/*.py"),
+               "data/safe.py", "data/merge.py", "knowledge/*.py"),
     "captions": ("hcot/generate.py", "hcot/backends.py", "hcot/chain.py", "hcot/realise.py", "hcot/knowledge.py",
                  "hcot/prompts.py", "hcot/schema.py", "hcot/factcheck.py", "vocab.py"),
     "shards": ("data/dataset.py", "data/geotiff.py", "data/__init__.py"),
@@ -203,12 +203,19 @@ def ensure_dataset(run_dir, preset: str = "smoke", seed: int = 0) -> Path:
     return folder / "index.parquet"
 
 
-def import_dataset(run_dir, source, dn: str = "auto") -> tuple[Path, str]:
+def import_dataset(run_dir, source, dn: str = "auto", add_simulated: bool = False, preset: str = "smoke",
+                   seed: int = 0) -> tuple[Path, str]:
     """The files under `source` imported as the run's dataset (replacing another dataset, reused when the same
     files were imported already), each tile with its facts record (klip_lib.knowledge: offline geography, sensor
-    metadata, classical SAR methods); returns the index and the import report (one line per skipped file)."""
-    from .data import import_folder
+    metadata, classical SAR methods); with `add_simulated`, the tiles `preset` simulates (seed `seed`) join them in
+    the same dataset (real and simulated mixed). Returns the index and the import report (one line per skipped
+    file)."""
+    from .data import SimConfig, import_folder, simulate_dataset
+    from .data.merge import add_tiles
     from .knowledge.annotate import add_facts
+    from .presets import section
+
+    sim = SimConfig(**section(preset, "data"), seed=seed) if add_simulated else None
 
     src = resolve(source)
     if not src.exists():
@@ -226,8 +233,15 @@ def import_dataset(run_dir, source, dn: str = "auto") -> tuple[Path, str]:
         if problems:
             with open(folder / "import_report.txt", "a") as f:
                 f.write("".join(line + "\n" for line in problems))
+        if sim is not None:
+            staging = folder.parent / f"{folder.name}_simulated.tmp"
+            shutil.rmtree(staging, ignore_errors=True)
+            simulate_dataset(staging, sim, progress=False)
+            print(f"{add_tiles(folder, staging)} simulated tiles ({preset} preset, seed {seed}) added to the imported ones")
+            shutil.rmtree(staging)
 
-    wanted = Manifest.wanted("import", {"source": str(src), "files": listing.hexdigest(), "dn": dn})
+    wanted = Manifest.wanted("import", {"source": str(src), "files": listing.hexdigest(), "dn": dn,
+                                        **({"simulated": dataclasses.asdict(sim)} if sim else {})})
     build(folder, wanted, make, exists=lambda f: (f / "index.parquet").exists())
     report = folder / "import_report.txt"
     return folder / "index.parquet", report.read_text() if report.exists() else ""

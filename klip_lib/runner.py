@@ -131,9 +131,11 @@ def declares(nb: Path, name: str) -> bool:
                any(line.startswith(f"{name} =") for line in "".join(c["source"]).splitlines()) for c in cells)
 
 
-def execute(nb: Path, run_dir: Path, preset: str, seed: int, kernel: str, source: str = "") -> NotebookResult:
+def execute(nb: Path, run_dir: Path, preset: str, seed: int, kernel: str, source: str = "",
+            add_simulated: bool = False) -> NotebookResult:
     """Run one notebook with Papermill; never raises for a failing cell (the result says). `source` (a folder
-    to import as the run's dataset) goes to the notebooks whose parameters declare it."""
+    to import as the run's dataset) and `add_simulated` (the preset's simulated tiles join the imported ones) go to
+    the notebooks whose parameters declare them."""
     import papermill as pm
 
     result = NotebookResult(number=nb.name[:2], name=nb.stem)
@@ -145,7 +147,8 @@ def execute(nb: Path, run_dir: Path, preset: str, seed: int, kernel: str, source
         pm.execute_notebook(
             str(nb), str(executed), cwd=str(nb.parent), kernel_name=kernel, progress_bar=False,
             parameters={"run_dir": str(run_dir), "preset": preset, "seed": seed, **notebook_parameters(preset, nb.stem),
-                        **({"source": source} if source and declares(nb, "source") else {})},
+                        **({"source": source} if source and declares(nb, "source") else {}),
+                        **({"add_simulated": True} if add_simulated and declares(nb, "add_simulated") else {})},
         )
         result.status = "ok"
     except Exception as e:  # Papermill wraps cell errors; anything else (kernel died) is a failure too
@@ -212,8 +215,10 @@ def point_latest(run_dir: Path) -> None:
 
 def run(preset: str = "smoke", seed: int = 0, only: list[str] | None = None, start: str | None = None,
         name: str | None = None, kernel: str = KERNEL_NAME, notebooks_dir: Path = paths.NOTEBOOKS,
-        reports_dir: Path = paths.REPORTS, source: str = "") -> RunRecord:
+        reports_dir: Path = paths.REPORTS, source: str = "", add_simulated: bool = False) -> RunRecord:
     """Run the selected notebooks; raises RunError on bad arguments or a failing notebook."""
+    if add_simulated and not source:
+        raise RunError("--add-simulated adds the preset's simulated tiles to imported ones: give --source too")
     try:
         get_preset(preset)
     except UnknownPresetError as e:
@@ -242,7 +247,7 @@ def run(preset: str = "smoke", seed: int = 0, only: list[str] | None = None, sta
     failed = None
     for i, nb in enumerate(chosen, 1):
         print(f"[{i}/{len(chosen)}] {nb.stem} ...", flush=True)
-        result = execute(nb, run_dir, preset, seed, kernel, source)
+        result = execute(nb, run_dir, preset, seed, kernel, source, add_simulated)
         record.notebooks.append(result)
         write_json_atomic(run_dir / "run.json", asdict(record))  # so far: the report notebook reads the timings
         print(f"[{i}/{len(chosen)}] {nb.stem} {result.status} in {result.seconds:.1f} s", flush=True)
@@ -272,12 +277,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel", default=KERNEL_NAME, help=f"Jupyter kernel (default {KERNEL_NAME})")
     parser.add_argument("--source", default="", help="a folder of your rasters (GeoTIFFs, chips, SAFE, zips) to "
                         "import as the run's dataset instead of simulating one")
+    parser.add_argument("--add-simulated", action="store_true", help="with --source: the preset's simulated tiles "
+                        "join the imported ones in one dataset (pretraining on real and simulated tiles mixed)")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         run(preset=args.preset, seed=args.seed, only=args.only, start=args.start, name=args.name,
-            kernel=args.kernel, source=str(paths.resolve(args.source)) if args.source else "")
+            kernel=args.kernel, source=str(paths.resolve(args.source)) if args.source else "",
+            add_simulated=args.add_simulated)
     except RunError as e:
         print(f"klip run: {e}", file=sys.stderr)
         return 1 if "failed in" in str(e) else 2

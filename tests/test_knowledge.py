@@ -179,6 +179,37 @@ def test_import_dataset_writes_facts_and_captions_real_tiles(tmp_path):
     assert "Spain" in rec["Environment"]
 
 
+def test_import_dataset_mixes_in_the_presets_simulated_tiles(tmp_path, monkeypatch):
+    pytest.importorskip("rasterio")
+    from rasterio.transform import from_origin
+
+    from klip_lib import artifacts, presets
+    from klip_lib.data import SimConfig, simulate_dataset
+    from klip_lib.data.geotiff import write_tile
+    from klip_lib.data.index import read_index
+    from klip_lib.data.merge import add_tiles
+    from klip_lib.data.truth import simulated_tiles
+    from klip_lib.errors import InputError
+
+    monkeypatch.setitem(presets.PRESETS, "tiny", {"data": {"n_tiles": 4, "tile_size": 64}})
+    bands, _, _ = scene(np.random.default_rng(8))
+    src = tmp_path / "mine"
+    write_tile(src / "valencia.tif", bands, "EPSG:32630", from_origin(725000, 4373000, 10, 10),
+               {"PLATFORM": "sentinel1", "BAND": "C"})
+    run = tmp_path / "run"
+    index, _ = artifacts.import_dataset(run, src, add_simulated=True, preset="tiny")
+    df = read_index(index)
+    assert len(df) == 5 and simulated_tiles(index) == 4  # the imported tile's facts are inferred, not truth
+    assert all((index.parent / rel).is_file() for col in ("path", "facts_path", "landcover_path") for rel in df[col] if rel)
+    assert not list(run.glob("*.tmp"))  # the staging folder is gone
+    assert artifacts.import_dataset(run, src, add_simulated=True, preset="tiny")[0] == index  # reused as it is
+    assert len(read_index(artifacts.import_dataset(run, src)[0])) == 1  # asked without: imported tiles only
+    a, b = (simulate_dataset(tmp_path / n, SimConfig(n_tiles=2, tile_size=64), progress=False).parent for n in "ab")
+    with pytest.raises(InputError, match=r"a/index.parquet: tile ids \['sim_000000', 'sim_000001'\] are in both"):
+        add_tiles(a, b)
+    assert len(read_index(a / "index.parquet")) == 2 and (b / "tiles" / "sim_000000.tif").is_file()  # nothing moved
+
+
 @pytest.mark.real_data
 def test_accuracy_on_real_labels(real_data_dir):
     from klip_lib.knowledge.accuracy import format_table, real_accuracy

@@ -114,15 +114,17 @@ def test_source_reaches_the_notebooks_that_declare_it(tmp_path):
     make_nb(nbs, "00_plain", 'from klip_lib.report import save_metrics\nsave_metrics(run_dir, "00_plain", '
             '{"has_source": "source" in dir()})')
     nb = make_nb(nbs, "01_import", 'from klip_lib.report import save_metrics\nsave_metrics(run_dir, "01_import", '
-                 '{"source": source})')
+                 '{"source": source, "add_simulated": add_simulated})')
     book = nbf.read(nb, as_version=4)
-    book.cells[1].source += '\nsource = "simulate"'
+    book.cells[1].source += '\nsource = "simulate"\nadd_simulated = False'
     nbf.write(book, nb)
     assert runner.declares(nb, "source") and not runner.declares(nbs / "00_plain.ipynb", "source")
     runner.run(name="s", notebooks_dir=nbs, reports_dir=tmp_path / "reports",
-               source="/data/mine")
+               source="/data/mine", add_simulated=True)
     merged = json.loads((tmp_path / "reports" / "s" / "metrics.json").read_text())
-    assert merged == {"00_plain": {"has_source": False}, "01_import": {"source": "/data/mine"}}
+    assert merged == {"00_plain": {"has_source": False}, "01_import": {"source": "/data/mine", "add_simulated": True}}
+    with pytest.raises(runner.RunError, match="--add-simulated .* give --source too"):
+        runner.run(name="t", notebooks_dir=nbs, reports_dir=tmp_path / "reports", add_simulated=True)
 
 
 def test_a_preset_sets_the_parameters_its_notebooks_declare(tmp_path, monkeypatch):
