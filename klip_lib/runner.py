@@ -226,6 +226,11 @@ def run(preset: str = "smoke", seed: int = 0, only: list[str] | None = None, sta
     chosen = select(discover(notebooks_dir), only, start)
     if not chosen:
         raise RunError(f"no notebooks to run in {notebooks_dir}")
+    if add_simulated:  # a notebook importing `source` without it would rebuild the imported-only dataset
+        blind = [nb.name for nb in chosen if declares(nb, "source") and not declares(nb, "add_simulated")]
+        if blind:
+            raise RunError(f"{', '.join(blind)} take source but not add_simulated: declare add_simulated in their "
+                           "parameters cell, or run without --add-simulated")
     for nb in chosen:
         unknown = [p for p in notebook_parameters(preset, nb.stem) if not declares(nb, p)]
         if unknown:

@@ -125,6 +125,10 @@ def test_source_reaches_the_notebooks_that_declare_it(tmp_path):
     assert merged == {"00_plain": {"has_source": False}, "01_import": {"source": "/data/mine", "add_simulated": True}}
     with pytest.raises(runner.RunError, match="--add-simulated .* give --source too"):
         runner.run(name="t", notebooks_dir=nbs, reports_dir=tmp_path / "reports", add_simulated=True)
+    book.cells[1].source = book.cells[1].source.replace("add_simulated = False", "")
+    nbf.write(book, nb)
+    with pytest.raises(runner.RunError, match="01_import.ipynb take source but not add_simulated"):
+        runner.run(name="u", notebooks_dir=nbs, reports_dir=tmp_path / "reports", source="/d", add_simulated=True)
 
 
 def test_a_preset_sets_the_parameters_its_notebooks_declare(tmp_path, monkeypatch):
