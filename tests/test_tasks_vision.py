@@ -143,7 +143,7 @@ def test_simulated_blocks_use_ground_truth_tiles_only(tmp_path):
     from rasterio.transform import from_origin
 
     from klip_lib.data.geotiff import write_tile
-    from klip_lib.data.truth import dataset_kind, is_ground_truth, simulated_tiles
+    from klip_lib.data.truth import dataset_kind, is_ground_truth, no_ground_truth, simulated_tiles
 
     ship = {"id": 0, "class": "ship", "type": "tanker", "length_m": 200.0, "bbox": [20, 20, 30, 26],
             "center": [25.0, 23.0], "grid_cell": "center"}
@@ -156,6 +156,7 @@ def test_simulated_blocks_use_ground_truth_tiles_only(tmp_path):
         rows.append({"tile_id": name, "path": f"tiles/{name}.tif", "split": split, "facts_path": f"labels/{name}.json"})
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "index.parquet")
     assert simulated_tiles(tmp_path / "index.parquet") == 1
+    assert no_ground_truth(tmp_path / "index.parquet", "simulated detection") is None
     assert not is_ground_truth(None) and is_ground_truth({"targets": []})
     real = {"knowledge_source": "klip_lib.knowledge"}
     sim = {"targets": []}
@@ -166,6 +167,8 @@ def test_simulated_blocks_use_ground_truth_tiles_only(tmp_path):
     assert {n.split("@")[0] for n in boxes.names} == {"sim"} and boxes.n_boxes() == {"train": 1, "test": 0}
     pq.write_table(pa.Table.from_pylist(rows[1:]), tmp_path / "index.parquet")
     assert simulated_tiles(tmp_path / "index.parquet") == 0
+    assert no_ground_truth(tmp_path / "index.parquet", "simulated detection").endswith(
+        "not labels): simulated detection skipped")
     with pytest.raises(ValueError, match="no simulated ship or aircraft targets"):
         cls.sim_target_chips(tmp_path / "index.parquet", 16)
 

@@ -16,12 +16,26 @@ def is_ground_truth(facts: dict | None) -> bool:
     return bool(facts) and "knowledge_source" not in facts
 
 
-def simulated_tiles(index_path: str | os.PathLike) -> int:
-    """How many tiles of an index carry simulated ground truth (0 for an imported dataset)."""
+def _truth_flags(index_path: str | os.PathLike):
+    """`is_ground_truth` of each tile of an index, read lazily (facts files one by one)."""
     from .index import read_index
 
-    rows = read_index(index_path, columns=["facts_path"])["facts_path"].tolist()
-    return sum(is_ground_truth(load_facts(index_path, f)) for f in rows)
+    for f in read_index(index_path, columns=["facts_path"])["facts_path"].tolist():
+        yield is_ground_truth(load_facts(index_path, f))
+
+
+def simulated_tiles(index_path: str | os.PathLike) -> int:
+    """How many tiles of an index carry simulated ground truth (0 for an imported dataset)."""
+    return sum(_truth_flags(index_path))
+
+
+def no_ground_truth(index_path: str | os.PathLike, what: str) -> str | None:
+    """None when the index holds a simulated tile (it stops reading at the first); else the one line saying that
+    `what` (a simulated block of a task notebook) is skipped, and why."""
+    if any(_truth_flags(index_path)):
+        return None
+    return (f"the run's dataset is imported: no simulated ground truth (its targets are knowledge inferred for "
+            f"captions, not labels): {what} skipped")
 
 
 def dataset_kind(facts: list[dict | None]) -> str:

@@ -68,8 +68,8 @@ def tile_questions(facts: dict, tile: int, seed: int = 0) -> list[Question]:
     asked = present + ([rng.choice(absent)] if absent else [])
     out = [ask("count", str(counts[c]), c, plural=PLURALS[c]) for c in asked]
     out.append(ask("recognition", _joined(present, TARGET_CLASSES)))
+    size = lambda t: (t["length_m"] or 0.0, t.get("pixels") or 0)  # noqa: E731 (no pixel spacing: no length)
     for c in present:
-        size = lambda t: (t["length_m"] or 0.0, t.get("pixels") or 0)  # noqa: E731 (no pixel spacing: no length)
         largest = max((t for t in facts["targets"] if t["class"] == c), key=size)
         out.append(ask("position", largest["grid_cell"], c, target=c))
     out.append(ask("main_landform", facts["main_landform"]))
