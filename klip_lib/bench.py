@@ -1,5 +1,5 @@
 """`klip bench TOPIC`: benchmarks that print their figures (never asserted by timed tests): throughput of data,
-captioning and pretraining; SCIO's screening study over seeds."""
+captioning and pretraining; SCIO's screening study over seeds; SCIO's downstream effect (scio-effect)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ TOPICS: dict[str, str] = {
     "caption": "klip_lib.hcot.bench",
     "pretrain": "klip_lib.train_bench",
     "scio": "klip_lib.scio_bench",
+    "scio-effect": "klip_lib.scio_effect",
 }
 
 

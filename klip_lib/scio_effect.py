@@ -1,0 +1,278 @@
+"""Does SCIO make a better model? Pretraining arms on noisy captions, scored downstream (issue 19, part 4).
+
+Evaluation code, like the harness it builds on (`scio_inject`): nothing in the training path imports it.
+
+Four arms pretrain the same model (the preset's, same seed and step count) on the run's training tiles and differ
+only in the captions they learn from:
+
+- `clean`: the captions as captioned (no planted error): the ceiling;
+- `noisy`: the same captions corrupted by a noise profile (`scio_inject.noisy_corpus`, e.g. `expert`), BLIP-like
+  losses (ITC+ITM+MLM), no SCIO;
+- `released`, `calibrated`: the noisy captions through SCIO's rounds p0/p1/p2 with that strategy
+  (`scio.run_rounds`, the steps split as `scio.default_steps` does).
+
+Each arm is scored on the run's test split by the downstream protocols of notebooks 09-11: retrieval (zero-shot,
+ITC + ITM re-ranking), captioning (decoder fine-tuned on the clean training captions) and VQA (fusion and answer head
+fine-tuned). Beside each score its 95% bootstrap interval, and each arm's difference from `noisy` (and `clean`'s)
+with a paired interval over the same test items: a difference whose interval excludes 0 is an effect; one that
+holds 0 is "no difference shown" at this size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .evidence import difference_verdict, metric_interval, paired_difference
+
+ARMS = ("clean", "noisy", "released", "calibrated")
+REFERENCE = "noisy"  # the arm every other one is compared with: the same noisy captions without SCIO
+TASKS = ("retrieval", "captioning", "vqa")
+
+
+@dataclass
+class EffectConfig:
+    noise: str = "expert"  # caption noise profile (scio_inject.NOISE_PROFILES) of the noisy arms
+    copies: int = 1  # corrupted copies of each training caption (1: one noisy caption per view, as captioned)
+    steps: int = 0  # pretraining steps of every arm (0: the preset's)
+    arms: tuple[str, ...] = ARMS
+    tasks: tuple[str, ...] = TASKS
+    caption_steps: int = 300  # captioning decoder fine-tuning steps per arm (notebook 10's `steps`)
+    vqa_steps: int = 150  # VQA fine-tuning steps per arm (notebook 11's `steps`)
+    k_test: int = 8  # retrieval: ITC candidates per query re-ranked by ITM
+
+    def __post_init__(self):
+        unknown = [a for a in self.arms if a not in ARMS] + [t for t in self.tasks if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown arm or task {unknown}: arms are {', '.join(ARMS)}; tasks {', '.join(TASKS)}")
+        if REFERENCE not in self.arms:
+            raise ValueError(f"the arms must include {REFERENCE!r}: every other arm is compared with it")
+
+
+# pretraining ------------------------------------------------------------------------------------------
+def pretrain_arms(shard_dir, captions, out_dir, preset: str, seed: int, cfg: EffectConfig) -> dict[str, dict]:
+    """Pretrain every arm of `cfg` into `out_dir/<arm>/model`; {arm: {"model": KlipModel, "seconds", "steps",
+    "rounds" (SCIO arms: one log row per round), "captions" (the corpus it started from)}}. An arm whose folder holds
+    a model trained with the same settings (`arm.json`) is loaded instead of trained again."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .model import KlipModel
+    from .scio import ScioConfig, default_steps, run_rounds, write_corpus
+    from .scio_inject import noisy_corpus
+    from .train import configs_for, pretrain
+
+    model_config, train_cfg = configs_for(preset, seed=seed, **({"steps": cfg.steps} if cfg.steps else {}))
+    train_cfg = dataclasses.replace(train_cfg, warmup_steps=min(train_cfg.warmup_steps, train_cfg.steps))
+    corpus = noisy_corpus(shard_dir, captions, model_config, ScioConfig(), seed, cfg.noise, cfg.copies)
+    out_dir = Path(out_dir)
+    texts = {"clean": write_corpus(corpus.clean * cfg.copies, out_dir / "clean_captions.jsonl", proofread=False),
+             "noisy": write_corpus(corpus.data.train, out_dir / "noisy_captions.jsonl", proofread=False)}
+    settings = {"preset": preset, "seed": seed, "noise": corpus.rates, "copies": cfg.copies, "steps": train_cfg.steps,
+                "model": dataclasses.asdict(model_config), "shards": str(shard_dir), "captions": str(captions)}
+    arms = {}
+    for arm in tqdm(cfg.arms, desc="pretrain arms"):
+        folder, t0 = out_dir / arm, time.perf_counter()
+        record = folder / "arm.json"
+        if record.exists() and json.loads(record.read_text()).get("settings") == settings:
+            saved = json.loads(record.read_text())
+            arms[arm] = {**saved, "model": KlipModel.from_pretrained(folder / "model"), "loaded": True}
+            continue
+        torch.manual_seed(train_cfg.seed)
+        model, rounds = KlipModel(model_config), []
+        if arm in texts:
+            pretrain(corpus.data.shard_dir, folder, model_config, dataclasses.replace(train_cfg), captions=texts[arm],
+                     resume=False, model=model, progress=False)
+        else:
+            scio_cfg = ScioConfig(strategy=arm, steps=default_steps(train_cfg.steps, arm))
+            scio_train = dataclasses.replace(train_cfg, objective="klip")
+            model, rounds = run_rounds(corpus.data, folder, model_config, scio_train, scio_cfg, model=model)
+        model.save_pretrained(folder / "model")
+        saved = {"arm": arm, "steps": train_cfg.steps, "seconds": round(time.perf_counter() - t0, 1),
+                 "rounds": [{k: r[k] for k in ("round", "steps", "flag_rate", "edited")} for r in rounds],
+                 "captions": str(texts.get(arm, texts["noisy"])), "settings": settings}
+        record.write_text(json.dumps(saved, indent=1, default=float) + "\n")
+        arms[arm] = {**saved, "model": model, "loaded": False}
+    return arms
+
+
+# scoring ----------------------------------------------------------------------------------------------
+def score_retrieval(models: dict, test, cfg: EffectConfig, seed: int) -> tuple[dict, dict]:
+    """(task block, per-arm paired r_mean differences from the reference, resampling test images)."""
+    from .tasks import retrieval
+
+    results = {n: retrieval.evaluate_retrieval(m, test, retrieval.RetrievalConfig(k_test=cfg.k_test))
+               for n, m in models.items()}
+    texts, text_image = retrieval.retrieval_texts(test)
+    block = retrieval.task_block(results, test, retrieval.random_ranking_recall(len(test.tile_ids), text_image),
+                                 seed, k_test=cfg.k_test)
+    stat = {n: retrieval.recall_statistic(r["ranks"], r["text_image"]) for n, r in results.items()}
+    ref = stat[REFERENCE]
+    diffs = {}
+    for n in models:
+        if n != REFERENCE:
+            ci = metric_interval(len(test.tile_ids), lambda idx, s=stat[n]: s(idx)["r_mean"] - ref(idx)["r_mean"],
+                                 seed=seed)
+            diffs[n] = difference_verdict(results[n]["metrics"]["r_mean"] - results[REFERENCE]["metrics"]["r_mean"], ci)
+    return block, diffs
+
+
+def score_captioning(models: dict, train, test, cfg: EffectConfig, seed: int) -> tuple[dict, dict]:
+    """(task block with the most-common-facts caption as baseline, per-arm paired CIDEr differences over tiles)."""
+    from .tasks import captioning
+
+    ccfg = captioning.CaptionConfig(steps=cfg.caption_steps, seed=seed)
+    captions = {"most common facts": [captioning.majority_caption(train)] * len(test.tile_ids)}
+    for n, m in models.items():
+        captions[n] = captioning.generate(captioning.fine_tune(m, train, ccfg, progress=False), test.images, ccfg)
+    block = captioning.task_block(captions, test, "most common facts", "caption of the most common facts", seed=seed,
+                                  steps=cfg.caption_steps)
+    per_tile = {n: captioning.cider_items(captions[n], test) for n in models}
+    diffs = {n: paired_difference(per_tile[n], per_tile[REFERENCE], seed=seed) for n in models if n != REFERENCE}
+    return block, diffs
+
+
+def score_vqa(models: dict, train, test, cfg: EffectConfig, seed: int) -> tuple[dict, dict]:
+    """(task block with the majority and question-only baselines, per-arm paired accuracy differences, whole
+    tiles resampled)."""
+    from .tasks import vqa
+
+    vcfg = vqa.VqaConfig(steps=cfg.vqa_steps, seed=seed)
+    questions = vqa.make_questions(test, (seed,))
+    train_questions = vqa.make_questions(train, tuple(range(seed, seed + vcfg.train_draws)))
+    majority, prior = vqa.majority_answers(train_questions), vqa.question_prior(train_questions)
+    answers = {"majority answer": [majority[q.kind] for q in questions],
+               "question only": vqa.prior_answers(prior, majority, questions)}
+    for n, m in models.items():
+        answers[n] = vqa.predict(vqa.fine_tune(m, train, vcfg, progress=False), test, questions)
+    block = vqa.task_block(questions, answers, {"majority answer": "majority answer per kind",
+                                                "question only": "question only (never sees the image)"},
+                           seed, steps=cfg.vqa_steps)
+    tiles = [q.tile for q in questions]
+    diffs = {n: paired_difference(vqa.correct(questions, answers[n]), vqa.correct(questions, answers[REFERENCE]), tiles,
+                                   seed=seed) for n in models if n != REFERENCE}
+    return block, diffs
+
+
+def scio_effect(shard_dir, captions, train, test, out_dir, preset: str = "smoke", seed: int = 0,
+                cfg: EffectConfig | None = None) -> dict:
+    """Pretrain the arms (`pretrain_arms`) and score them on `test` (a SplitData; `train` is the split the
+    captioning and VQA heads are fine-tuned on). Returns {"arms": {arm: what its pretraining logged}, "tasks":
+    {task: block}, "differences": {task: {arm: difference from the reference}}, "config", "noise"}."""
+    from tqdm.auto import tqdm
+
+    cfg = cfg or EffectConfig()
+    arms = pretrain_arms(shard_dir, captions, out_dir, preset, seed, cfg)
+    models = {a: arms[a].pop("model").eval() for a in cfg.arms}
+    scorers = {"retrieval": lambda: score_retrieval(models, test, cfg, seed),
+               "captioning": lambda: score_captioning(models, train, test, cfg, seed),
+               "vqa": lambda: score_vqa(models, train, test, cfg, seed)}
+    tasks, diffs = {}, {}
+    for task in tqdm(cfg.tasks, desc="score arms"):
+        block, diffs[task] = scorers[task]()
+        tasks[task] = {**block, "compares": "methods", "reference": REFERENCE}  # arms are caption treatments
+    noise = next(iter(arms.values()))["settings"]["noise"]
+    return {"arms": arms, "tasks": tasks, "differences": diffs, "config": dataclasses.asdict(cfg), "noise": noise}
+
+
+# tables and plots -------------------------------------------------------------------------------------
+def effect_table(result: dict) -> list[dict]:
+    """One row per task and arm: its headline with interval and its paired difference from the reference."""
+    from .evidence import format_interval
+
+    rows = []
+    for task, block in result["tasks"].items():
+        key = block["headline"]
+        for arm, scores in block["models"].items():
+            d = result["differences"][task].get(arm)
+            rows.append({"task": task, "arm": arm, "metric": key,
+                         "score [95% CI]": format_interval(scores[key], block["ci"].get(arm)),
+                         f"vs {REFERENCE} [95% CI]": "reference" if d is None else
+                         format_interval(d["difference"], d["ci"]),
+                         "verdict": "" if d is None else d["verdict"], "n_test": block["n_test"]})
+    return rows
+
+
+def plot_effect(result: dict, save_to=None):
+    """One panel per task: each arm's headline with its 95% interval, the task's baseline(s) as dashed lines."""
+    import matplotlib.pyplot as plt
+
+    from .evidence import baselines
+
+    tasks = result["tasks"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    for ax, (task, block) in zip(axes[0], tasks.items()):
+        key, arms = block["headline"], list(block["models"])
+        values = [block["models"][a][key] for a in arms]
+        ci = [block["ci"].get(a) or [v, v] for a, v in zip(arms, values)]
+        err = np.abs(np.array([[lo, hi] for lo, hi in ci]).T - np.array(values))
+        ax.bar(arms, values, yerr=err, capsize=4, color=["#4c72b0" if a == REFERENCE else "#8c8c8c" if a == "clean"
+                                                          else "#dd8452" for a in arms])
+        for i, (name, scores) in enumerate(baselines(block).items()):
+            if scores.get(key) is not None:
+                ax.axhline(scores[key], ls="--", lw=1, color=f"C{i + 2}", label=name)
+        ax.set_title(f"{task} {key} (n={block['n_test']})")
+        ax.tick_params(axis="x", rotation=20)
+        if baselines(block):
+            ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("pretraining on noisy captions: with SCIO, without (noisy), clean captions (ceiling); 95% CI")
+    fig.tight_layout()
+    if save_to:
+        Path(save_to).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(save_to, dpi=100)
+    return fig
+
+
+# `klip bench scio-effect` --------------------------------------------------------------------------------
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="smoke", help="data/model/train preset (default smoke)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the dataset, the noise and every arm")
+    parser.add_argument("--run-dir", default="reports/bench-scio-effect", help="run folder (dataset, captions, arms)")
+    parser.add_argument("--noise", default="expert", help="noise profile: expert or stress (scio_inject.NOISE_PROFILES)")
+    parser.add_argument("--copies", type=int, default=1, help="corrupted copies of each training caption")
+    parser.add_argument("--steps", type=int, default=0, help="pretraining steps of every arm (0: the preset's)")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), help=f"arms ({', '.join(ARMS)})")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), help=f"downstream tasks ({', '.join(TASKS)})")
+    parser.add_argument("--caption-steps", type=int, default=0, help="captioning fine-tuning steps (0: the preset's "
+                        "notebook 10 setting)")
+    parser.add_argument("--vqa-steps", type=int, default=0, help="VQA fine-tuning steps (0: the preset's notebook 11 "
+                        "setting)")
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Prints the arms x tasks table and one JSON object (blocks without per-item data, differences, arms' logs);
+    writes the whole result to RUN_DIR/scio/effect/effect.json."""
+    import pandas as pd
+
+    from . import artifacts
+    from .files import write_json_atomic
+    from .paths import run_path
+    from .presets import notebook_parameters
+
+    steps = lambda given, nb, default: given or notebook_parameters(args.preset, nb).get("steps", default)  # noqa: E731
+    cfg = EffectConfig(noise=args.noise, copies=args.copies, steps=args.steps, arms=tuple(args.arms),
+                       tasks=tuple(args.tasks), caption_steps=steps(args.caption_steps, "10_eval_captioning", 300),
+                       vqa_steps=steps(args.vqa_steps, "11_eval_vqa", 150))
+    run, t0 = args.run_dir, time.perf_counter()
+    shards, captions = artifacts.ensure_shards(run, args.preset, args.seed), artifacts.ensure_captions(run, args.preset,
+                                                                                                      args.seed)
+    train, test = (artifacts.load_split(run, s, args.preset, args.seed) for s in ("train", "test"))
+    result = scio_effect(shards, captions, train, test, run_path(run, "scio", "effect"), args.preset, args.seed, cfg)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    path = write_json_atomic(run_path(run, "scio", "effect", "effect.json"), result)
+    print(pd.DataFrame(effect_table(result)).to_string(index=False), file=sys.stderr)
+    print(json.dumps({"preset": args.preset, "seed": args.seed, "noise": result["noise"], "copies": args.copies,
+                      "config": result["config"], "seconds": result["seconds"], "saved": str(path),
+                      "arms": {a: {k: v for k, v in d.items() if k != "settings"} for a, d in result["arms"].items()},
+                      "differences": result["differences"],
+                      "scores": {t: {"headline": b["headline"], "n_test": b["n_test"], "ci": b["ci"],
+                                     "models": {m: s[b["headline"]] for m, s in b["models"].items()}}
+                                 for t, b in result["tasks"].items()}}, indent=1, default=float))
+    return 0
