@@ -13,7 +13,7 @@ TOPICS: dict[str, str] = {
     "caption": "klip_lib.hcot.bench",
     "pretrain": "klip_lib.train_bench",
     "scio": "klip_lib.scio_bench",
-    "scio-effect": "klip_lib.scio_effect",
+    "scio-effect": "klip_lib.scio_effect_bench",
 }
 
 

@@ -3,8 +3,8 @@ own simulated dataset and captions in `run_dir/seed<N>`; prints one JSON object:
 screening precision / recall / F1 with 95% bootstrap intervals for the strategy, random flagging at its rate and
 CapFilt, the share of clean-caption clauses it removes, and the spread of each F1 over seeds.
 
-Not measured here: issue 19's part 4 (pretraining on noisy captions with each strategy vs without SCIO vs clean
-captions, scored downstream); this command measures screening only."""
+Screening only: whether a strategy makes the pretrained model better is `klip bench scio-effect`
+(klip_lib.scio_effect_bench)."""
 
 from __future__ import annotations
 

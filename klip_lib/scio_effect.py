@@ -2,14 +2,17 @@
 
 Evaluation code, like the harness it builds on (`scio_inject`): nothing in the training path imports it.
 
-Four arms pretrain the same model (the preset's, same seed and step count) on the run's training tiles and differ
+Five arms pretrain the same model (the preset's, same seed and step count) on the run's training tiles and differ
 only in the captions they learn from:
 
 - `clean`: the captions as captioned (no planted error): the ceiling;
 - `noisy`: the same captions corrupted by a noise profile (`scio_inject.noisy_corpus`, e.g. `expert`), BLIP-like
   losses (ITC+ITM+MLM), no SCIO;
 - `released`, `calibrated`: the noisy captions through SCIO's rounds p0/p1/p2 with that strategy
-  (`scio.run_rounds`, the steps split as `scio.default_steps` does).
+  (`scio.run_rounds`, the steps split as `scio.default_steps` does);
+- `no-screening`: the noisy captions through the released strategy's rounds with nothing flagged (strategy `none`):
+  each round restarts the optimizer and its warm-up, so this control tells what screening adds from what the
+  schedule does.
 
 Each arm is scored on the run's test split by the downstream protocols of notebooks 09-11: retrieval (zero-shot,
 ITC + ITM re-ranking), captioning (decoder fine-tuned on the clean training captions) and VQA (fusion and answer head
@@ -20,10 +23,8 @@ holds 0 is "no difference shown" at this size.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,11 @@ import numpy as np
 
 from .evidence import difference_verdict, metric_interval, paired_difference
 
-ARMS = ("clean", "noisy", "released", "calibrated")
+ARMS = ("clean", "noisy", "no-screening", "released", "calibrated")
+STRATEGY = {"released": "released", "calibrated": "calibrated", "no-screening": "none"}  # SCIO arms -> strategy
 REFERENCE = "noisy"  # the arm every other one is compared with: the same noisy captions without SCIO
 TASKS = ("retrieval", "captioning", "vqa")
+COLORS = {"clean": "#8c8c8c", "noisy": "#4c72b0", "no-screening": "#8fa8d0"}  # SCIO arms: orange
 
 
 @dataclass
@@ -57,10 +60,12 @@ class EffectConfig:
 
 
 # pretraining ------------------------------------------------------------------------------------------
-def pretrain_arms(shard_dir, captions, out_dir, preset: str, seed: int, cfg: EffectConfig) -> dict[str, dict]:
-    """Pretrain every arm of `cfg` into `out_dir/<arm>/model`; {arm: {"model": KlipModel, "seconds", "steps",
-    "rounds" (SCIO arms: one log row per round), "captions" (the corpus it started from)}}. An arm whose folder holds
-    a model trained with the same settings (`arm.json`) is loaded instead of trained again."""
+def pretrain_arms(shard_dir, captions, out_dir, preset: str, seed: int, cfg: EffectConfig,
+                  configs: tuple | None = None) -> dict[str, dict]:
+    """Pretrain every arm of `cfg` into `out_dir/<arm>/model` (the preset's model and training, or `configs`:
+    (KlipConfig, TrainConfig)); {arm: {"model": KlipModel, "seconds", "steps", "rounds" (SCIO arms: one log row per
+    round), "captions" (the corpus it started from)}}. An arm whose folder holds a model trained with the same
+    settings (`arm.json`) is loaded instead of trained again."""
     import torch
     from tqdm.auto import tqdm
 
@@ -69,14 +74,16 @@ def pretrain_arms(shard_dir, captions, out_dir, preset: str, seed: int, cfg: Eff
     from .scio_inject import noisy_corpus
     from .train import configs_for, pretrain
 
-    model_config, train_cfg = configs_for(preset, seed=seed, **({"steps": cfg.steps} if cfg.steps else {}))
-    train_cfg = dataclasses.replace(train_cfg, warmup_steps=min(train_cfg.warmup_steps, train_cfg.steps))
+    model_config, train_cfg = configs or configs_for(preset, seed=seed)
+    steps = cfg.steps or train_cfg.steps
+    train_cfg = dataclasses.replace(train_cfg, objective="itc+itm+mlm", steps=steps,
+                                    warmup_steps=min(train_cfg.warmup_steps, steps))
     corpus = noisy_corpus(shard_dir, captions, model_config, ScioConfig(), seed, cfg.noise, cfg.copies)
     out_dir = Path(out_dir)
     texts = {"clean": write_corpus(corpus.clean * cfg.copies, out_dir / "clean_captions.jsonl", proofread=False),
              "noisy": write_corpus(corpus.data.train, out_dir / "noisy_captions.jsonl", proofread=False)}
     settings = {"preset": preset, "seed": seed, "noise": corpus.rates, "copies": cfg.copies, "steps": train_cfg.steps,
-                "model": dataclasses.asdict(model_config), "shards": str(shard_dir), "captions": str(captions)}
+                "model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_cfg), "shards": str(shard_dir), "captions": str(captions)}
     arms = {}
     for arm in tqdm(cfg.arms, desc="pretrain arms"):
         folder, t0 = out_dir / arm, time.perf_counter()
@@ -91,7 +98,7 @@ def pretrain_arms(shard_dir, captions, out_dir, preset: str, seed: int, cfg: Eff
             pretrain(corpus.data.shard_dir, folder, model_config, dataclasses.replace(train_cfg), captions=texts[arm],
                      resume=False, model=model, progress=False)
         else:
-            scio_cfg = ScioConfig(strategy=arm, steps=default_steps(train_cfg.steps, arm))
+            scio_cfg = ScioConfig(strategy=STRATEGY[arm], steps=default_steps(train_cfg.steps, STRATEGY[arm]))
             scio_train = dataclasses.replace(train_cfg, objective="klip")
             model, rounds = run_rounds(corpus.data, folder, model_config, scio_train, scio_cfg, model=model)
         model.save_pretrained(folder / "model")
@@ -162,14 +169,15 @@ def score_vqa(models: dict, train, test, cfg: EffectConfig, seed: int) -> tuple[
 
 
 def scio_effect(shard_dir, captions, train, test, out_dir, preset: str = "smoke", seed: int = 0,
-                cfg: EffectConfig | None = None) -> dict:
+                cfg: EffectConfig | None = None, configs: tuple | None = None) -> dict:
     """Pretrain the arms (`pretrain_arms`) and score them on `test` (a SplitData; `train` is the split the
-    captioning and VQA heads are fine-tuned on). Returns {"arms": {arm: what its pretraining logged}, "tasks":
-    {task: block}, "differences": {task: {arm: difference from the reference}}, "config", "noise"}."""
+    captioning and VQA heads are fine-tuned on; `configs` as in `pretrain_arms`). Returns {"arms": {arm: what its
+    pretraining logged}, "tasks": {task: block}, "differences": {task: {arm: difference from the reference}},
+    "config", "noise"}."""
     from tqdm.auto import tqdm
 
     cfg = cfg or EffectConfig()
-    arms = pretrain_arms(shard_dir, captions, out_dir, preset, seed, cfg)
+    arms = pretrain_arms(shard_dir, captions, out_dir, preset, seed, cfg, configs)
     models = {a: arms[a].pop("model").eval() for a in cfg.arms}
     scorers = {"retrieval": lambda: score_retrieval(models, test, cfg, seed),
                "captioning": lambda: score_captioning(models, train, test, cfg, seed),
@@ -213,8 +221,7 @@ def plot_effect(result: dict, save_to=None):
         values = [block["models"][a][key] for a in arms]
         ci = [block["ci"].get(a) or [v, v] for a, v in zip(arms, values)]
         err = np.abs(np.array([[lo, hi] for lo, hi in ci]).T - np.array(values))
-        ax.bar(arms, values, yerr=err, capsize=4, color=["#4c72b0" if a == REFERENCE else "#8c8c8c" if a == "clean"
-                                                          else "#dd8452" for a in arms])
+        ax.bar(arms, values, yerr=err, capsize=4, color=[COLORS.get(a, "#dd8452") for a in arms])
         for i, (name, scores) in enumerate(baselines(block).items()):
             if scores.get(key) is not None:
                 ax.axhline(scores[key], ls="--", lw=1, color=f"C{i + 2}", label=name)
@@ -229,50 +236,3 @@ def plot_effect(result: dict, save_to=None):
         fig.savefig(save_to, dpi=100)
     return fig
 
-
-# `klip bench scio-effect` --------------------------------------------------------------------------------
-def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="smoke", help="data/model/train preset (default smoke)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the dataset, the noise and every arm")
-    parser.add_argument("--run-dir", default="reports/bench-scio-effect", help="run folder (dataset, captions, arms)")
-    parser.add_argument("--noise", default="expert", help="noise profile: expert or stress (scio_inject.NOISE_PROFILES)")
-    parser.add_argument("--copies", type=int, default=1, help="corrupted copies of each training caption")
-    parser.add_argument("--steps", type=int, default=0, help="pretraining steps of every arm (0: the preset's)")
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), help=f"arms ({', '.join(ARMS)})")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), help=f"downstream tasks ({', '.join(TASKS)})")
-    parser.add_argument("--caption-steps", type=int, default=0, help="captioning fine-tuning steps (0: the preset's "
-                        "notebook 10 setting)")
-    parser.add_argument("--vqa-steps", type=int, default=0, help="VQA fine-tuning steps (0: the preset's notebook 11 "
-                        "setting)")
-
-
-def bench(args: argparse.Namespace) -> int:
-    """Prints the arms x tasks table and one JSON object (blocks without per-item data, differences, arms' logs);
-    writes the whole result to RUN_DIR/scio/effect/effect.json."""
-    import pandas as pd
-
-    from . import artifacts
-    from .files import write_json_atomic
-    from .paths import run_path
-    from .presets import notebook_parameters
-
-    steps = lambda given, nb, default: given or notebook_parameters(args.preset, nb).get("steps", default)  # noqa: E731
-    cfg = EffectConfig(noise=args.noise, copies=args.copies, steps=args.steps, arms=tuple(args.arms),
-                       tasks=tuple(args.tasks), caption_steps=steps(args.caption_steps, "10_eval_captioning", 300),
-                       vqa_steps=steps(args.vqa_steps, "11_eval_vqa", 150))
-    run, t0 = args.run_dir, time.perf_counter()
-    shards, captions = artifacts.ensure_shards(run, args.preset, args.seed), artifacts.ensure_captions(run, args.preset,
-                                                                                                      args.seed)
-    train, test = (artifacts.load_split(run, s, args.preset, args.seed) for s in ("train", "test"))
-    result = scio_effect(shards, captions, train, test, run_path(run, "scio", "effect"), args.preset, args.seed, cfg)
-    result["seconds"] = round(time.perf_counter() - t0, 1)
-    path = write_json_atomic(run_path(run, "scio", "effect", "effect.json"), result)
-    print(pd.DataFrame(effect_table(result)).to_string(index=False), file=sys.stderr)
-    print(json.dumps({"preset": args.preset, "seed": args.seed, "noise": result["noise"], "copies": args.copies,
-                      "config": result["config"], "seconds": result["seconds"], "saved": str(path),
-                      "arms": {a: {k: v for k, v in d.items() if k != "settings"} for a, d in result["arms"].items()},
-                      "differences": result["differences"],
-                      "scores": {t: {"headline": b["headline"], "n_test": b["n_test"], "ci": b["ci"],
-                                     "models": {m: s[b["headline"]] for m, s in b["models"].items()}}
-                                 for t, b in result["tasks"].items()}}, indent=1, default=float))
-    return 0

@@ -20,10 +20,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("attention", "encoders", "losses", "model_config", "model"),  # the model
     ("train", "train_bench"),  # pretraining
     ("scio",),  # SCIO
-    ("tasks", "scio_inject"),  # evaluation (the SCIO harness is evaluation code)
+    ("tasks", "scio_inject", "scio_effect"),  # evaluation (the SCIO harness and its downstream arms)
     ("report", "environment", "maps", "map_explorer", "offline", "ledger", "task_pages"),  # reports, maps, checks
     ("artifacts",),  # orchestration: the cached steps
-    ("runner", "cli", "bench", "scio_bench"),  # commands
+    ("runner", "cli", "bench", "scio_bench", "scio_effect_bench"),  # commands
 ]
 
 

@@ -1,4 +1,4 @@
-"""One SCIO interface, two named strategies (`ScioConfig.strategy`):
+"""One SCIO interface, two named strategies (`ScioConfig.strategy`) and a control:
 
 - `released`: the authors' rules (`released.py`): leave-one-clause-out on the ITC logit and ITM head, "closer
   to 1", exactly one clause flagged per view, keyword span fully masked and filled by argmax; stages of equal
@@ -10,8 +10,11 @@
   held-out set's standardisation, so that on a corpus of true clauses about alpha of them are flagged whatever
   its error rate. The corpus error rate is not estimated. (`max_false_flags=None` restores the F1-optimal
   threshold, which depends on the planted rate, with the corpus standardised on itself.)
+- `none`: no screening (nothing flagged, nothing rewritten) in the released strategy's rounds: the control that
+  separates what screening does from what the rounds' schedule does (each round restarts the optimizer and its
+  warm-up; klip_lib.scio_effect's `no-screening` arm).
 
-Both return a `Screening`: the flags, a per-clause audit (scores with and without each clause) and the round's
+All return a `Screening`: the flags, a per-clause audit (scores with and without each clause) and the round's
 log entries; `reconstruct` proofreads the flagged clauses.
 """
 
@@ -75,7 +78,18 @@ class Calibrated:
         return calibrated_reconstruct(model, images, items, *screening.state, cfg.top_k, cfg.margin)
 
 
-STRATEGIES = {"released": Released(), "calibrated": Calibrated()}
+class NoScreening(Released):
+    name = "none"
+
+    def screen(self, model, data, corpus: list[Item], cfg) -> Screening:
+        return Screening([[False] * len(it.clauses) for it in corpus], [{} for _ in corpus],
+                         {"threshold": None, "weights": None})
+
+    def reconstruct(self, model, images, items: list[Item], screening: Screening, cfg) -> list[Item]:
+        return list(items)
+
+
+STRATEGIES = {"released": Released(), "calibrated": Calibrated(), "none": NoScreening()}
 
 
 def get_strategy(name: str):
