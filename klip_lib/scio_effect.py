@@ -83,7 +83,9 @@ def pretrain_arms(shard_dir, captions, out_dir, preset: str, seed: int, cfg: Eff
     texts = {"clean": write_corpus(corpus.clean * cfg.copies, out_dir / "clean_captions.jsonl", proofread=False),
              "noisy": write_corpus(corpus.data.train, out_dir / "noisy_captions.jsonl", proofread=False)}
     settings = {"preset": preset, "seed": seed, "noise": corpus.rates, "copies": cfg.copies, "steps": train_cfg.steps,
-                "model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_cfg), "shards": str(shard_dir), "captions": str(captions)}
+                "model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_cfg),
+                "shards": str(shard_dir), "captions": str(captions)}
+    settings = json.loads(json.dumps(settings, default=float))  # as arm.json holds it (tuples as lists)
     arms = {}
     for arm in tqdm(cfg.arms, desc="pretrain arms"):
         folder, t0 = out_dir / arm, time.perf_counter()
