@@ -36,6 +36,7 @@ from .evidence import difference_verdict, metric_interval, paired_difference
 ARMS = ("clean", "noisy", "no-screening", "released", "calibrated")
 STRATEGY = {"released": "released", "calibrated": "calibrated", "no-screening": "none"}  # SCIO arms -> strategy
 REFERENCE = "noisy"  # the arm every other one is compared with: the same noisy captions without SCIO
+CONTROL = "no-screening"  # the SCIO arms' schedule-matched control (the released rounds, nothing flagged)
 TASKS = ("retrieval", "captioning", "vqa")
 COLORS = {"clean": "#8c8c8c", "noisy": "#4c72b0", "no-screening": "#8fa8d0"}  # SCIO arms: orange
 
@@ -113,8 +114,24 @@ def pretrain_arms(shard_dir, captions, out_dir, preset: str, seed: int, cfg: Eff
 
 
 # scoring ----------------------------------------------------------------------------------------------
+def comparisons(arms) -> list[tuple[str, str]]:
+    """(arm, reference) pairs scored by paired differences: every arm against `noisy`; the SCIO arms also against
+    the `no-screening` control, where it was trained."""
+    pairs = [(a, REFERENCE) for a in arms if a != REFERENCE]
+    return pairs + [(a, CONTROL) for a in ("released", "calibrated") if a in arms and CONTROL in arms]
+
+
+def nest(diffs: dict[tuple[str, str], dict]) -> dict[str, dict[str, dict]]:
+    """{(arm, reference): difference} -> {reference: {arm: difference}}."""
+    out: dict[str, dict[str, dict]] = {}
+    for (arm, ref), d in diffs.items():
+        out.setdefault(ref, {})[arm] = d
+    return out
+
+
 def score_retrieval(models: dict, test, cfg: EffectConfig, seed: int) -> tuple[dict, dict]:
-    """(task block, per-arm paired r_mean differences from the reference, resampling test images)."""
+    """(task block, paired r_mean differences {reference: {arm: difference}} (`comparisons`), resampling test
+    images)."""
     from .tasks import retrieval
 
     results = {n: retrieval.evaluate_retrieval(m, test, retrieval.RetrievalConfig(k_test=cfg.k_test))
@@ -123,18 +140,17 @@ def score_retrieval(models: dict, test, cfg: EffectConfig, seed: int) -> tuple[d
     block = retrieval.task_block(results, test, retrieval.random_ranking_recall(len(test.tile_ids), text_image),
                                  seed, k_test=cfg.k_test)
     stat = {n: retrieval.recall_statistic(r["ranks"], r["text_image"]) for n, r in results.items()}
-    ref = stat[REFERENCE]
     diffs = {}
-    for n in models:
-        if n != REFERENCE:
-            ci = metric_interval(len(test.tile_ids), lambda idx, s=stat[n]: s(idx)["r_mean"] - ref(idx)["r_mean"],
-                                 seed=seed)
-            diffs[n] = difference_verdict(results[n]["metrics"]["r_mean"] - results[REFERENCE]["metrics"]["r_mean"], ci)
-    return block, diffs
+    for a, b in comparisons(models):
+        ci = metric_interval(len(test.tile_ids), lambda idx, s=stat[a], r=stat[b]: s(idx)["r_mean"] - r(idx)["r_mean"],
+                             seed=seed)
+        diffs[a, b] = difference_verdict(results[a]["metrics"]["r_mean"] - results[b]["metrics"]["r_mean"], ci)
+    return block, nest(diffs)
 
 
 def score_captioning(models: dict, train, test, cfg: EffectConfig, seed: int) -> tuple[dict, dict]:
-    """(task block with the most-common-facts caption as baseline, per-arm paired CIDEr differences over tiles)."""
+    """(task block with the most-common-facts caption as baseline, paired CIDEr differences over tiles
+    {reference: {arm: difference}})."""
     from .tasks import captioning
 
     ccfg = captioning.CaptionConfig(steps=cfg.caption_steps, seed=seed)
@@ -144,13 +160,12 @@ def score_captioning(models: dict, train, test, cfg: EffectConfig, seed: int) ->
     block = captioning.task_block(captions, test, "most common facts", "caption of the most common facts", seed=seed,
                                   steps=cfg.caption_steps)
     per_tile = {n: captioning.cider_items(captions[n], test) for n in models}
-    diffs = {n: paired_difference(per_tile[n], per_tile[REFERENCE], seed=seed) for n in models if n != REFERENCE}
-    return block, diffs
+    return block, nest({(a, b): paired_difference(per_tile[a], per_tile[b], seed=seed) for a, b in comparisons(models)})
 
 
 def score_vqa(models: dict, train, test, cfg: EffectConfig, seed: int) -> tuple[dict, dict]:
-    """(task block with the majority and question-only baselines, per-arm paired accuracy differences, whole
-    tiles resampled)."""
+    """(task block with the majority and question-only baselines, paired accuracy differences {reference: {arm:
+    difference}}, whole tiles resampled)."""
     from .tasks import vqa
 
     vcfg = vqa.VqaConfig(steps=cfg.vqa_steps, seed=seed)
@@ -164,17 +179,16 @@ def score_vqa(models: dict, train, test, cfg: EffectConfig, seed: int) -> tuple[
     block = vqa.task_block(questions, answers, {"majority answer": "majority answer per kind",
                                                 "question only": "question only (never sees the image)"},
                            seed, steps=cfg.vqa_steps)
-    tiles = [q.tile for q in questions]
-    diffs = {n: paired_difference(vqa.correct(questions, answers[n]), vqa.correct(questions, answers[REFERENCE]), tiles,
-                                   seed=seed) for n in models if n != REFERENCE}
-    return block, diffs
+    tiles, hits = [q.tile for q in questions], {n: vqa.correct(questions, answers[n]) for n in models}
+    return block, nest({(a, b): paired_difference(hits[a], hits[b], tiles, seed=seed) for a, b in comparisons(models)})
 
 
 def scio_effect(shard_dir, captions, train, test, out_dir, preset: str = "smoke", seed: int = 0,
                 cfg: EffectConfig | None = None, configs: tuple | None = None) -> dict:
     """Pretrain the arms (`pretrain_arms`) and score them on `test` (a SplitData; `train` is the split the
     captioning and VQA heads are fine-tuned on; `configs` as in `pretrain_arms`). Returns {"arms": {arm: what its
-    pretraining logged}, "tasks": {task: block}, "differences": {task: {arm: difference from the reference}},
+    pretraining logged}, "tasks": {task: block}, "differences": {task: {reference: {arm: paired difference}}}
+    (`comparisons`),
     "config", "noise"}."""
     from tqdm.auto import tqdm
 
@@ -194,19 +208,21 @@ def scio_effect(shard_dir, captions, train, test, out_dir, preset: str = "smoke"
 
 # tables and plots -------------------------------------------------------------------------------------
 def effect_table(result: dict) -> list[dict]:
-    """One row per task and arm: its headline with interval and its paired difference from the reference."""
+    """One row per task and arm: its headline with interval and its paired differences from `noisy` and (SCIO arms)
+    from the `no-screening` control, each with its interval and verdict."""
     from .evidence import format_interval
 
     rows = []
     for task, block in result["tasks"].items():
-        key = block["headline"]
+        key, diffs = block["headline"], result["differences"][task]
         for arm, scores in block["models"].items():
-            d = result["differences"][task].get(arm)
-            rows.append({"task": task, "arm": arm, "metric": key,
-                         "score [95% CI]": format_interval(scores[key], block["ci"].get(arm)),
-                         f"vs {REFERENCE} [95% CI]": "reference" if d is None else
-                         format_interval(d["difference"], d["ci"]),
-                         "verdict": "" if d is None else d["verdict"], "n_test": block["n_test"]})
+            row = {"task": task, "arm": arm, "metric": key,
+                   "score [95% CI]": format_interval(scores[key], block["ci"].get(arm))}
+            for ref in (REFERENCE, CONTROL):
+                d = diffs.get(ref, {}).get(arm)
+                row[f"vs {ref} [95% CI]"] = "" if d is None else \
+                    f"{format_interval(d['difference'], d['ci'])} {d['verdict']}"
+            rows.append({**row, "n_test": block["n_test"]})
     return rows
 
 

@@ -87,9 +87,10 @@ def test_arms_differ_only_in_captions_and_are_scored_downstream(tmp_path):
         block = result["tasks"][task]
         assert set(block["models"]) == set(ARMS) and block["compares"] == "methods"
         assert all(a in block["ci"] for a in ARMS)
-        assert set(result["differences"][task]) == set(ARMS) - {"noisy"}
-        assert all(d["verdict"] in ("higher", "lower", "no difference shown") for d in
-                   result["differences"][task].values())
+        diffs = result["differences"][task]
+        assert set(diffs["noisy"]) == set(ARMS) - {"noisy"} and set(diffs["no-screening"]) == {"released", "calibrated"}
+        assert all(d["verdict"] in ("higher", "lower", "no difference shown") and d["ci"][0] <= d["ci"][1]
+                   for by_arm in diffs.values() for d in by_arm.values())
     again = scio_effect(shard_dir, captions, train, test, out, seed=0,
                         cfg=EffectConfig(noise="stress", tasks=("retrieval",)), configs=configs)
     assert all(again["arms"][a]["loaded"] for a in ARMS)
