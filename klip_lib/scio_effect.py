@@ -16,8 +16,8 @@ only in the captions they learn from:
 
 Each arm is scored on the run's test split by the downstream protocols of notebooks 09-11: retrieval (zero-shot,
 ITC + ITM re-ranking), captioning (decoder fine-tuned on the clean training captions) and VQA (fusion and answer head
-fine-tuned). Beside each score its 95% bootstrap interval, and each arm's difference from `noisy` (and `clean`'s)
-with a paired interval over the same test items: a difference whose interval excludes 0 is an effect; one that
+fine-tuned). Beside each score its 95% bootstrap interval, and each arm's difference from `noisy` (the SCIO arms'
+also from `no-screening`) with a paired interval over the same test items: a difference whose interval excludes 0 is an effect; one that
 holds 0 is "no difference shown" at this size.
 """
 
@@ -91,14 +91,14 @@ def pretrain_arms(shard_dir, captions, out_dir, preset: str, seed: int, cfg: Eff
     for arm in tqdm(cfg.arms, desc="pretrain arms"):
         folder, t0 = out_dir / arm, time.perf_counter()
         record = folder / "arm.json"
-        if record.exists() and json.loads(record.read_text()).get("settings") == settings:
-            saved = json.loads(record.read_text())
+        saved = json.loads(record.read_text()) if record.exists() else {}
+        if saved.get("settings") == settings:
             arms[arm] = {**saved, "model": KlipModel.from_pretrained(folder / "model"), "loaded": True}
             continue
         torch.manual_seed(train_cfg.seed)
         model, rounds = KlipModel(model_config), []
         if arm in texts:
-            pretrain(corpus.data.shard_dir, folder, model_config, dataclasses.replace(train_cfg), captions=texts[arm],
+            pretrain(corpus.data.shard_dir, folder, model_config, train_cfg, captions=texts[arm],
                      resume=False, model=model, progress=False)
         else:
             scio_cfg = ScioConfig(strategy=STRATEGY[arm], steps=default_steps(train_cfg.steps, STRATEGY[arm]))
@@ -118,7 +118,7 @@ def comparisons(arms) -> list[tuple[str, str]]:
     """(arm, reference) pairs scored by paired differences: every arm against `noisy`; the SCIO arms also against
     the `no-screening` control, where it was trained."""
     pairs = [(a, REFERENCE) for a in arms if a != REFERENCE]
-    return pairs + [(a, CONTROL) for a in ("released", "calibrated") if a in arms and CONTROL in arms]
+    return pairs + [(a, CONTROL) for a in STRATEGY if a != CONTROL and a in arms and CONTROL in arms]
 
 
 def nest(diffs: dict[tuple[str, str], dict]) -> dict[str, dict[str, dict]]:
@@ -170,15 +170,10 @@ def score_vqa(models: dict, train, test, cfg: EffectConfig, seed: int) -> tuple[
 
     vcfg = vqa.VqaConfig(steps=cfg.vqa_steps, seed=seed)
     questions = vqa.make_questions(test, (seed,))
-    train_questions = vqa.make_questions(train, tuple(range(seed, seed + vcfg.train_draws)))
-    majority, prior = vqa.majority_answers(train_questions), vqa.question_prior(train_questions)
-    answers = {"majority answer": [majority[q.kind] for q in questions],
-               "question only": vqa.prior_answers(prior, majority, questions)}
+    answers = vqa.baseline_answers(vqa.make_questions(train, tuple(range(seed, seed + vcfg.train_draws))), questions)
     for n, m in models.items():
         answers[n] = vqa.predict(vqa.fine_tune(m, train, vcfg, progress=False), test, questions)
-    block = vqa.task_block(questions, answers, {"majority answer": "majority answer per kind",
-                                                "question only": "question only (never sees the image)"},
-                           seed, steps=cfg.vqa_steps)
+    block = vqa.task_block(questions, answers, vqa.BASELINES, seed, steps=cfg.vqa_steps)
     tiles, hits = [q.tile for q in questions], {n: vqa.correct(questions, answers[n]) for n in models}
     return block, nest({(a, b): paired_difference(hits[a], hits[b], tiles, seed=seed) for a, b in comparisons(models)})
 

@@ -1,5 +1,5 @@
 """`klip bench scio-effect`: SCIO's downstream effect (klip_lib.scio_effect) at one preset and seed: pretrains the
-arms (clean, noisy, released, calibrated) in RUN_DIR/scio/effect, scores them on retrieval, captioning and VQA, prints
+arms (clean, noisy, no-screening, released, calibrated) in RUN_DIR/scio/effect, scores them on retrieval, captioning and VQA, prints
 the arms x tasks table (stderr) and one JSON object (stdout), and writes the whole result to
 RUN_DIR/scio/effect/effect.json. Arms already trained there with the same settings are loaded, so tasks can be
 scored in separate calls (`--tasks captioning` after `--tasks retrieval vqa`)."""
@@ -41,8 +41,9 @@ def bench(args: argparse.Namespace) -> int:
 
     steps = lambda given, nb, default: given or notebook_parameters(args.preset, nb).get("steps", default)  # noqa: E731
     cfg = EffectConfig(noise=args.noise, copies=args.copies, steps=args.steps, arms=tuple(args.arms),
-                       tasks=tuple(args.tasks), caption_steps=steps(args.caption_steps, "10_eval_captioning", 300),
-                       vqa_steps=steps(args.vqa_steps, "11_eval_vqa", 150))
+                       tasks=tuple(args.tasks),
+                       caption_steps=steps(args.caption_steps, "10_eval_captioning", EffectConfig.caption_steps),
+                       vqa_steps=steps(args.vqa_steps, "11_eval_vqa", EffectConfig.vqa_steps))
     run, t0 = args.run_dir, time.perf_counter()
     shards, captions = artifacts.ensure_shards(run, args.preset, args.seed), artifacts.ensure_captions(run, args.preset,
                                                                                                       args.seed)

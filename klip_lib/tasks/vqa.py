@@ -107,6 +107,17 @@ def prior_answers(prior: dict[tuple[str, str | None], str], majority: dict[str, 
     return [prior.get((q.kind, q.subject), majority.get(q.kind, "none")) for q in questions]
 
 
+BASELINES = {"majority answer": "majority answer per kind", "question only": "question only (never sees the image)"}
+
+
+def baseline_answers(train_questions: list[Question], questions: list[Question]) -> dict[str, list[str]]:
+    """The trivial baselines' answers to `questions`, learnt from `train_questions` and keyed as `BASELINES` (the
+    names `task_block` saves them under): the majority answer per kind and the question-only prior."""
+    majority, prior = majority_answers(train_questions), question_prior(train_questions)
+    return {"majority answer": [majority[q.kind] for q in questions],
+            "question only": prior_answers(prior, majority, questions)}
+
+
 def correct(questions: list[Question], predictions: list[str]) -> np.ndarray:
     """Per question 1.0 where the predicted answer matches exactly, else 0.0."""
     return np.asarray([q.answer == p for q, p in zip(questions, predictions, strict=True)], dtype=np.float64)
