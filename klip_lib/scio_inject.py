@@ -13,6 +13,12 @@ Noise profiles (`NOISE_PROFILES`, share of the eligible clauses of each error ki
   wrong, target type 34% (our type errors swap a ship or aircraft type for another of its group), position 22%,
   water 12%, terrain (landform) 10%. These are our reading of the paper's ranges, not its table.
 - `stress`: 50% of every kind (the earlier setting: far more errors than any captioner makes).
+
+A noise source that is not ours (`draft_corpus`, `noise="llm"`): an LLM's HCoT drafts before L5 (a captions JSONL
+written at level L4, e.g. `klip caption --backend transformers --level L4 --split train`). Each training caption keeps
+the template's text for the dimensions the draft left out (as L5 would fill them) and takes the draft's own text
+for every dimension it wrote; the fact-checker says which of those are wrong (`scio.errors.dimension_wrong`), so
+the errors are the LLM's, at its own rate and in its own words, and not planted.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
 from .evidence import mean_interval, metric_interval
 from .scio import Item
 from .scio.errors import ERROR_KINDS, clause_true, corrupt, inject_errors, wrong_labels  # noqa: F401 (re-exported)
@@ -39,7 +46,8 @@ def noise_rates(noise: str | float | dict) -> dict[str, float]:
     """Per-kind error shares of a named profile, a single share, or a per-kind dict."""
     if isinstance(noise, str):
         if noise not in NOISE_PROFILES:
-            raise ValueError(f"unknown noise profile {noise!r}: choose one of {', '.join(NOISE_PROFILES)}")
+            raise ValueError(f"unknown noise profile {noise!r}: choose one of {', '.join(NOISE_PROFILES)} (or 'llm' "
+                             "with an LLM's drafts)")
         return dict(NOISE_PROFILES[noise])
     return dict(noise) if isinstance(noise, dict) else {k: float(noise) for k in ERROR_KINDS}
 
@@ -171,7 +179,7 @@ class Corpus:
     data: object  # klip_lib.scio.ScioData; data.train holds the corrupted views
     clean: list[Item]
     wrong_heldout: list[list[bool]]
-    rates: dict[str, float]
+    rates: dict[str, float]  # per kind, the share planted; for LLM drafts, the share of clauses the fact-check refutes
     copies: int
 
 
@@ -188,6 +196,55 @@ def noisy_corpus(shard_dir, captions, model_config, cfg, seed: int, noise, copie
     clean = [dataclasses.replace(it, truth=list(it.clauses), kinds=[None] * len(it.clauses)) for it in data.train]
     data.train = [it for c in range(copies) for it in inject_errors(data.train, data.facts, rates, seed + 100 * c)]
     return Corpus(data, clean, wrong_labels(data.heldout, data.facts), rates, copies)
+
+
+DRAFT_KIND = "llm draft"
+"""The `kinds` label of a clause whose dimension's text came from the LLM's draft (wrong or not)."""
+
+
+def merge_drafts(records: list[dict], drafts: list[dict]) -> list[dict]:
+    """Per tile with a parsed draft (status ok): its caption record with every dimension the draft wrote replaced by
+    the draft's text (the others kept, as L5 fills what a draft leaves out), and `drafted` naming those dimensions."""
+    from .hcot.schema import caption_text
+    from .vocab import CAPTION_DIMENSIONS
+
+    by_tile = {d["tile_id"]: d for d in drafts if d.get("status") == "ok"}
+    out = []
+    for r in records:
+        d = by_tile.get(r["tile_id"])
+        if d is None or r.get("status", "ok") != "ok":
+            continue
+        drafted = [k for k in CAPTION_DIMENSIONS if d.get(k)]
+        dims = {k: d[k] if k in drafted else r.get(k) for k in CAPTION_DIMENSIONS}
+        out.append({**r, **dims, "text": caption_text(dims), "drafted": drafted})
+    return out
+
+
+def draft_corpus(shard_dir, captions, drafts, model_config, cfg, seed: int) -> Corpus:
+    """The training split's captions with the dimensions an LLM drafted in its own words (`merge_drafts`; `drafts` a
+    captions JSONL written at L4), for the tiles it drafted; the fact-checker labels the drafted clauses. `clean`
+    holds the same tiles' template views; the calibrated strategy still calibrates on planted held-out errors."""
+    from .hcot.generate import read_captions
+    from .model import load_tokenizer
+    from .scio import corpus_from_records, load_scio_data
+
+    records = read_captions(captions)
+    data = load_scio_data(shard_dir, records, model_config, cfg, seed)
+    rows = {it.tile_id: it.row for it in data.train}
+    merged = merge_drafts([r for r in records if r["tile_id"] in rows], read_captions(drafts))
+    if not merged:
+        raise InputError(f"{drafts}: no parsed draft of a training tile of {shard_dir}; write drafts with `klip caption "
+                         f"--index INDEX --out {drafts} --backend transformers --level L4 --split train`")
+    drafted = {r["tile_id"]: set(r["drafted"]) for r in merged}
+    items = corpus_from_records(merged, rows, load_tokenizer(model_config), model_config.max_text_len)
+    for it in items:
+        it.kinds = [DRAFT_KIND if c.dim in drafted[it.tile_id] else None for c in it.clauses]
+    clean = [dataclasses.replace(it, truth=list(it.clauses), kinds=[None] * len(it.clauses))
+             for it in data.train if it.tile_id in drafted]
+    data.train = items
+    wrong = [w for ws in wrong_labels(items, data.facts) for w in ws]
+    return Corpus(data, clean, wrong_labels(data.heldout, data.facts),
+                  {DRAFT_KIND: sum(wrong) / len(wrong) if wrong else 0.0}, 1)
 
 
 def capfilt_screening(model, corpus: Corpus, seed: int = 0) -> dict:
@@ -227,9 +284,10 @@ def score_screening(model, corpus: Corpus, items: list[Item], fixed: list[Item],
 
 def screening_study(shard_dir, captions, out_dir, preset: str = "smoke", seed: int = 0, noise="expert",
                     copies: int = 24, strategies: tuple[str, ...] = ("released", "calibrated"),
-                    audit_items: int = 3, configs: tuple | None = None, steps: int = 0) -> dict[str, dict]:
+                    audit_items: int = 3, configs: tuple | None = None, steps: int = 0,
+                    drafts=None) -> dict[str, dict]:
     """Both strategies screen the SAME model, pretrained (ITC+ITM+MLM, the preset's steps or `steps` > 0) on the
-    noisy corpus:
+    noisy corpus (`noise` planted in `copies` copies, or with `noise="llm"` the LLM's `drafts`, `draft_corpus`):
     a paired comparison of screening at round p0, one `score_screening` row per strategy (with the clean-caption
     damage), without the cost of each strategy's own rounds."""
     import torch
@@ -241,7 +299,12 @@ def screening_study(shard_dir, captions, out_dir, preset: str = "smoke", seed: i
     model_config, train_cfg = configs or configs_for(preset, objective="klip", seed=seed)
     if steps:
         train_cfg = dataclasses.replace(train_cfg, steps=steps, warmup_steps=min(train_cfg.warmup_steps, steps))
-    corpus = noisy_corpus(shard_dir, captions, model_config, ScioConfig(), seed, noise, copies)
+    if noise == "llm":
+        if not drafts:
+            raise InputError("noise 'llm' screens an LLM's drafts: give drafts=<captions JSONL written at level L4>")
+        corpus = draft_corpus(shard_dir, captions, drafts, model_config, ScioConfig(), seed)
+    else:
+        corpus = noisy_corpus(shard_dir, captions, model_config, ScioConfig(), seed, noise, copies)
     texts = write_corpus(corpus.data.train, Path(out_dir) / "noisy_captions.jsonl", proofread=False)
     torch.manual_seed(train_cfg.seed)
     model = KlipModel(model_config)

@@ -30,6 +30,20 @@ def test_generate_skips_done_tiles_and_tiles_without_facts(tmp_path):
     assert all(r["status"] == "ok" and all(v is not False for v in r["factcheck"].values()) for r in records)
 
 
+def test_generate_captions_only_the_splits_asked_for(tmp_path):
+    """`klip caption --split train`: an LLM's drafts of the training tiles only (the SCIO harness's LLM noise)."""
+    import pandas as pd
+
+    index = write_dataset(tmp_path / "ds", 4)
+    df = pd.read_parquet(index)
+    df["split"] = ["train", "val", "train", "test"]
+    df.to_parquet(index)
+    out = tmp_path / "c.jsonl"
+    summary = generate_captions(index, out, CaptionConfig(level="L4"), progress=False, splits=("train",))
+    assert summary["tiles"] == 2 and [r["tile_id"] for r in read_captions(out)] == ["sim_000000", "sim_000002"]
+    assert generate_captions(index, out, CaptionConfig(level="L4"), progress=False)["written"] == 2  # the rest
+
+
 def test_torn_last_line_is_cut_and_redone(tmp_path):
     index = write_dataset(tmp_path / "ds", 4)
     out = tmp_path / "c.jsonl"

@@ -110,3 +110,75 @@ def test_audit_table_reports_kept_and_reconstructed_per_clause():
     assert [r["reconstructed"] for r in rows] == ["repaired" if i == first else "" for i in range(len(rows))]
     assert [r["score"] for r in rows] == list(range(len(rows))) and [r["passed"] for r in rows] == flagged
     assert all(r["wrong"] == (r["planted"] is not None) for r in rows)
+
+
+# a noise source that is not ours: an LLM's drafts ----------------------------------------------------------
+def test_a_caption_without_truth_is_labelled_by_its_dimensions_text():
+    """An LLM's clause has no truth to compare with: the fact-check of its dimension's text labels it."""
+    dims = {"Terrain": "The terrain is mountainous", "Water": "Water presence: a river visible as dark, smooth areas",
+            "Count": "There are 3 ships in the tile; 2 aircraft"}
+    item = _item(dims)
+    labels = dict(zip([c.body for c in item.clauses], wrong_labels([item], {"t0": FACTS})[0]))
+    assert labels["The terrain is mountainous"] and not labels["Water presence: a river visible as dark, smooth areas"]
+    assert labels["There are 3 ships in the tile"] and labels["2 aircraft"]  # a refuted dimension: all its clauses
+
+
+def test_merged_drafts_take_the_drafts_words_where_it_wrote_a_dimension():
+    from klip_lib.hcot.schema import caption_text
+
+    template = {"Terrain": "The terrain is a flat plain", "Water": "Water presence: a river visible as dark areas"}
+    record = {"tile_id": "t0", "status": "ok", **template, "text": caption_text(template)}
+    draft = {"tile_id": "t0", "status": "ok", "Terrain": None, "Water": "Water presence: none visible",
+             "Count": "Count: 7 ships"}
+    failed = {"tile_id": "t1", "status": "failed"}
+    merged = scio_inject.merge_drafts([record, dict(record, tile_id="t1")], [draft, failed])
+    assert [m["tile_id"] for m in merged] == ["t0"]  # a failed draft is not a caption
+    m = merged[0]
+    assert m["drafted"] == ["Water", "Count"] and m["Terrain"] == template["Terrain"]
+    assert m["text"] == caption_text({"Terrain": template["Terrain"], "Water": "Water presence: none visible",
+                                      "Count": "Count: 7 ships"})
+
+
+def test_screening_study_on_llm_drafts_scores_the_drafts_own_errors(tmp_path):
+    """End to end at the tiny scale, drafts written like an LLM's (a right Terrain, a wrong Water per tile): the
+    drafted clauses are labelled, the errors counted are the refuted ones and nothing is planted; both strategies
+    and the baselines are scored, the clean views carry no drafted text; without drafts it says what to give."""
+    import json
+
+    from klip_tiny import TINY_MODEL, tiny_config
+
+    from klip_lib.data import SimConfig, build_shards, simulate_dataset
+    from klip_lib.data.dataset import ShardDataset
+    from klip_lib.errors import InputError
+    from klip_lib.hcot.backends import make_backend
+    from klip_lib.hcot.generate import caption_batch
+    from klip_lib.train import TrainConfig
+
+    index = simulate_dataset(tmp_path / "data", SimConfig(n_tiles=24, tile_size=64, seed=0))
+    shard_dir = build_shards(index, tmp_path / "shards", image_size=TINY_MODEL["image_size"], channels=2).parent
+    tiles = [t for t in ShardDataset(shard_dir).tiles if t["facts"]]
+    records = caption_batch([t["facts"] for t in tiles], make_backend("template"))
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text("".join(json.dumps(r) + "\n" for r in records))
+    drafts = tmp_path / "drafts.jsonl"
+    wrong_water = lambda f: "Water presence: none visible" if f["water_present"] else "Water presence: a lake"  # noqa: E731
+    drafts.write_text("".join(json.dumps({"tile_id": r["tile_id"], "status": "ok", "Terrain": r["Terrain"],
+                                          "Water": wrong_water(t["facts"])}) + "\n"
+                              for r, t in zip(records, tiles) if t["split"] == "train"))
+    configs = (tiny_config(), TrainConfig(steps=2, batch_size=4, warmup_steps=1, checkpoint_every=100, lr=1e-3))
+    study = scio_inject.screening_study(shard_dir, captions, tmp_path / "study", seed=0, noise="llm",
+                                        configs=configs, drafts=drafts)
+
+    n_train = sum(t["split"] == "train" for t in tiles)
+    for name in ("released", "calibrated"):
+        r = study[name]
+        assert r["scio"]["water"]["support"] == n_train == r["scio"]["all"]["support"]  # one refuted Water each
+        assert r["scio"]["terrain"]["support"] == 0  # the drafted Terrain is right
+        assert r["noise"]["llm draft"] == pytest.approx(r["scio"]["error_rate"]) and r["copies"] == 1
+        assert {"precision", "recall", "f1"} <= set(r["random"]["all"]) and "f1" in r["capfilt"]["all"]
+        assert {row["planted"] for row in r["audit"]} <= {None, scio_inject.DRAFT_KIND}
+        assert r["clean"]["clauses"] > 0
+    written = (tmp_path / "study" / "noisy_captions.jsonl").read_text()
+    assert "Water presence: none visible" in written or "Water presence: a lake" in written
+    with pytest.raises(InputError, match="drafts"):
+        scio_inject.screening_study(shard_dir, captions, tmp_path / "again", seed=0, noise="llm", configs=configs)

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retries", type=int, default=d.retries, help="re-asks of a malformed LLM answer")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--retry-failed", action="store_true", help="redo tiles whose record says failed")
+    parser.add_argument("--split", nargs="+", default=[], choices=("train", "val", "test"),
+                        help="caption only the tiles of these splits (default: every tile)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -40,6 +42,6 @@ def main(args: argparse.Namespace) -> int:
                         max_new_tokens=args.max_new_tokens, timeout_s=args.timeout, json_mode=args.json_mode,
                         retries=args.retries, seed=args.seed)
     summary = generate_captions(args.index, args.out, cfg, retry_failed=args.retry_failed,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, splits=tuple(args.split))
     print(json.dumps(summary))
     return 1 if summary["failed"] else 0

@@ -152,12 +152,15 @@ class CaptionWriter:
         self.close()
 
 
-def load_index_facts(index: str | os.PathLike) -> tuple[list[dict], list[str]]:
-    """The facts records an index points to, and the tile ids it has without facts (these are not captioned)."""
+def load_index_facts(index: str | os.PathLike, splits: tuple[str, ...] = ()) -> tuple[list[dict], list[str]]:
+    """The facts records an index points to (of the tiles in `splits`, all when empty), and the tile ids it has
+    without facts (these are not captioned)."""
     from ..data.index import read_index
 
     index = Path(index)
-    df = read_index(index, ["tile_id", "facts_path"])
+    df = read_index(index, ["tile_id", "facts_path"] + (["split"] if splits else []))
+    if splits:
+        df = df[df["split"].isin(splits)]
     facts, skipped = [], []
     for tile_id, facts_path in zip(df["tile_id"], df["facts_path"]):
         if not facts_path:
@@ -168,13 +171,15 @@ def load_index_facts(index: str | os.PathLike) -> tuple[list[dict], list[str]]:
 
 
 def generate_captions(index: str | os.PathLike, out: str | os.PathLike, cfg: CaptionConfig | None = None,
-                      retry_failed: bool = False, progress: bool = True, backend=None) -> dict:
-    """Caption every tile of an index with facts into `out`, skipping those already there; returns a summary.
+                      retry_failed: bool = False, progress: bool = True, backend=None,
+                      splits: tuple[str, ...] = ()) -> dict:
+    """Caption every tile of an index with facts (of the tiles in `splits`, all when empty) into `out`, skipping
+    those already there; returns a summary.
 
     With `retry_failed`, failed records are first removed from the file (rewritten atomically) and redone.
     """
     cfg = cfg or CaptionConfig()
-    facts, skipped = load_index_facts(index)
+    facts, skipped = load_index_facts(index, splits)
     out = Path(out)
     done = read_captions(out)
     if retry_failed and any(r["status"] == "failed" for r in done):

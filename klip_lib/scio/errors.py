@@ -98,6 +98,18 @@ def inject_errors(items: list[Item], facts: dict[str, dict], rate: float | dict[
     return out
 
 
+def dimension_wrong(item: Item, facts: dict) -> list[bool]:
+    """Per clause of an item without a truth (a caption someone else wrote, such as an LLM's draft): whether the
+    text of its dimension in this view (its clauses of that dimension joined) fails the fact-check. Every clause of
+    a refuted dimension counts as wrong (a draft's dimension is one statement, mostly one clause); free text and
+    dimensions that do not apply count as true."""
+    ok = {dim: check_dimension(dim, "; ".join(c.body for c in item.clauses if c.dim == dim), facts)[0]
+          for dim in {c.dim for c in item.clauses if c.dim}}
+    return [c.dim is not None and ok[c.dim] is False for c in item.clauses]
+
+
 def wrong_labels(items: list[Item], facts: dict[str, dict]) -> list[list[bool]]:
-    """Per item and clause: whether its current text is false (by the fact-checker, against the truth)."""
-    return [[not clause_true(it, i, c.body, facts[it.tile_id]) for i, c in enumerate(it.clauses)] for it in items]
+    """Per item and clause: whether its current text is false (by the fact-checker): against the truth where the
+    item keeps one (planted errors), else by its dimension's text (`dimension_wrong`)."""
+    return [[not clause_true(it, i, c.body, facts[it.tile_id]) for i, c in enumerate(it.clauses)]
+            if it.truth is not None else dimension_wrong(it, facts[it.tile_id]) for it in items]
