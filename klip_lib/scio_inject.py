@@ -324,6 +324,21 @@ def screening_study(shard_dir, captions, out_dir, preset: str = "smoke", seed: i
 
 
 # tables and plots ------------------------------------------------------------------------------------
+def screening_block(study: dict[str, dict]) -> dict:
+    """The report's task block of a screening study: each strategy's F1 (precision and recall beside it) and random
+    flagging at its flag rate and CapFilt, with 95% intervals; `n_test` is the number of wrong clauses."""
+    models, ci = {}, {}
+    for name, r in study.items():
+        for m, label in (("scio", name), ("random", f"random ({name} rate)")):
+            models[label] = {k: r[m]["all"][k] for k in ("f1", "precision", "recall")}
+            ci[label] = r[m]["all"].get("f1_ci")
+    first = next(iter(study.values()))  # CapFilt and the errors are the same for every strategy
+    models["capfilt"] = {k: first["capfilt"]["all"][k] for k in ("f1", "precision", "recall")}
+    ci["capfilt"] = first["capfilt"]["all"].get("f1_ci")
+    return {"task": "screening", "headline": "f1", "higher_is_better": True, "models": models, "ci": ci,
+            "n_test": first["scio"]["all"]["support"]}
+
+
 def _ci(row: dict, key: str) -> str:
     from .evidence import format_interval
 
