@@ -9,6 +9,7 @@ Screening only: whether a strategy makes the pretrained model better is `klip be
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -71,15 +72,17 @@ def bench(args: argparse.Namespace) -> int:
     runs = {}
     for seed in args.seeds:
         run = run_path(args.run_dir, f"seed{seed}")
-        drafts = llm_drafts(run, args, seed) if args.noise == "llm" else None
-        study = screening_study(artifacts.ensure_shards(run, args.preset, seed),
-                                artifacts.ensure_captions(run, args.preset, seed), run_path(run, "scio", "study"),
-                                args.preset, seed, args.noise, args.copies, tuple(args.strategies), steps=args.steps,
-                                drafts=drafts)
+        with contextlib.redirect_stdout(sys.stderr):  # what the artifacts say as they are built: stdout is the JSON
+            drafts = llm_drafts(run, args, seed) if args.noise == "llm" else None
+            study = screening_study(artifacts.ensure_shards(run, args.preset, seed),
+                                    artifacts.ensure_captions(run, args.preset, seed), run_path(run, "scio", "study"),
+                                    args.preset, seed, args.noise, args.copies, tuple(args.strategies),
+                                    steps=args.steps, drafts=drafts)
         runs[seed] = summary(study)
         print(f"seed {seed} done", file=sys.stderr, flush=True)
     spread = {f"{s} / {m}": seed_spread([runs[seed][s][m]["f1"] for seed in args.seeds])
               for s in args.strategies for m in ("scio", "random", "capfilt")}
-    print(json.dumps({"preset": args.preset, "noise": args.noise, "copies": args.copies, "steps": args.steps,
+    print(json.dumps({"preset": args.preset, "noise": args.noise, "steps": args.steps,
+                      "copies": 1 if args.noise == "llm" else args.copies,
                       "seeds": runs, "f1_over_seeds": spread}, indent=1, default=float))
     return 0

@@ -7,6 +7,7 @@ scored in separate calls (`--tasks captioning` after `--tasks retrieval vqa`).""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -45,10 +46,12 @@ def bench(args: argparse.Namespace) -> int:
                        caption_steps=steps(args.caption_steps, "10_eval_captioning", EffectConfig.caption_steps),
                        vqa_steps=steps(args.vqa_steps, "11_eval_vqa", EffectConfig.vqa_steps))
     run, t0 = args.run_dir, time.perf_counter()
-    shards, captions = artifacts.ensure_shards(run, args.preset, args.seed), artifacts.ensure_captions(run, args.preset,
-                                                                                                      args.seed)
-    train, test = (artifacts.load_split(run, s, args.preset, args.seed) for s in ("train", "test"))
-    result = scio_effect(shards, captions, train, test, run_path(run, "scio", "effect"), args.preset, args.seed, cfg)
+    with contextlib.redirect_stdout(sys.stderr):  # what the artifacts say as they are built: stdout is the JSON
+        shards, captions = artifacts.ensure_shards(run, args.preset, args.seed), artifacts.ensure_captions(
+            run, args.preset, args.seed)
+        train, test = (artifacts.load_split(run, s, args.preset, args.seed) for s in ("train", "test"))
+        result = scio_effect(shards, captions, train, test, run_path(run, "scio", "effect"), args.preset, args.seed,
+                             cfg)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     path = write_json_atomic(run_path(run, "scio", "effect", "effect.json"), result)
     print(pd.DataFrame(effect_table(result)).to_string(index=False), file=sys.stderr)
