@@ -346,25 +346,25 @@ def _ci(row: dict, key: str) -> str:
 
 
 def study_table(study: dict[str, dict]) -> list[dict]:
-    """One row per (strategy, method): precision, recall and F1 with 95% intervals, planted errors, flag rate,
-    share of true clauses flagged, and (for the strategy) its damage to clean captions."""
+    """One row per (strategy, method): precision, recall and F1 with 95% intervals, the errors (planted, or the
+    LLM's), flag rate, share of true clauses flagged, and (for the strategy) its damage to clean captions."""
     rows = []
     for name, r in study.items():
         for m in METHODS:
             a = r[m]["all"]
             rows.append({"strategy": name, "method": name if m == "scio" else m, "precision": _ci(a, "precision"),
-                         "recall": _ci(a, "recall"), "f1": _ci(a, "f1"), "planted": a["support"],
+                         "recall": _ci(a, "recall"), "f1": _ci(a, "f1"), "errors": a["support"],
                          "flag_rate": round(r[m]["flag_rate"], 3), "true_flagged": round(r[m]["false_flags"], 3),
                          "clean_removed": _ci(r["clean"], "removed") if m == "scio" and "clean" in r else ""})
     return rows
 
 
 def study_kinds(study: dict[str, dict], metric: str = "f1") -> list[dict]:
-    """Per error kind: planted errors and each strategy's and baseline's `metric` with its 95% interval."""
+    """Per error kind: its errors (planted, or the LLM's) and each strategy's and baseline's `metric` with its 95% interval."""
     first = next(iter(study.values()))
     rows = []
     for kind in ERROR_KINDS:
-        row = {"kind": kind, "planted": first["scio"][kind]["support"]}
+        row = {"kind": kind, "errors": first["scio"][kind]["support"]}
         for name, r in study.items():
             row[name] = _ci(r["scio"][kind], metric)
             row[f"random ({name} rate)"] = _ci(r["random"][kind], metric)
