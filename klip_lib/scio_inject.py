@@ -224,14 +224,20 @@ def draft_corpus(shard_dir, captions, drafts, model_config, cfg, seed: int) -> C
     """The training split's captions with the dimensions an LLM drafted in its own words (`merge_drafts`; `drafts` a
     captions JSONL written at L4), for the tiles it drafted; the fact-checker labels the drafted clauses. `clean`
     holds the same tiles' template views; the calibrated strategy still calibrates on planted held-out errors."""
-    from .hcot.generate import read_captions
+    from .hcot.generate import read_captions, same_prompt
     from .model import load_tokenizer
     from .scio import corpus_from_records, load_scio_data
 
     records = read_captions(captions)
     data = load_scio_data(shard_dir, records, model_config, cfg, seed)
     rows = {it.tile_id: it.row for it in data.train}
-    merged = merge_drafts([r for r in records if r["tile_id"] in rows], read_captions(drafts))
+    records = [r for r in records if r["tile_id"] in rows]
+    by_tile = {d["tile_id"]: d for d in read_captions(drafts)}
+    stale = [r["tile_id"] for r in records if r["tile_id"] in by_tile and same_prompt(r, by_tile[r["tile_id"]]) is False]
+    if stale:
+        raise InputError(f"{drafts}: {len(stale)} drafts (first {stale[0]}) were written from other facts or another "
+                         f"prompt than the captions of {captions}; draft this run's tiles into a new file")
+    merged = merge_drafts(records, list(by_tile.values()))
     if not merged:
         raise InputError(f"{drafts}: no parsed draft of a training tile of {shard_dir}; write drafts with `klip caption "
                          f"--index INDEX --out {drafts} --backend transformers --level L4 --split train`")

@@ -162,9 +162,11 @@ def test_screening_study_on_llm_drafts_scores_the_drafts_own_errors(tmp_path):
     captions.write_text("".join(json.dumps(r) + "\n" for r in records))
     drafts = tmp_path / "drafts.jsonl"
     wrong_water = lambda f: "Water presence: none visible" if f["water_present"] else "Water presence: a lake"  # noqa: E731
-    drafts.write_text("".join(json.dumps({"tile_id": r["tile_id"], "status": "ok", "Terrain": r["Terrain"],
-                                          "Water": wrong_water(t["facts"])}) + "\n"
-                              for r, t in zip(records, tiles) if t["split"] == "train"))
+    train = [t["facts"] for t in tiles if t["split"] == "train"]
+    written = caption_batch(train, make_backend("template"), level="L4")  # the L4 records of these tiles' facts
+    drafts.write_text("".join(json.dumps({**{k: r[k] for k in ("tile_id", "status", "level", "prompt_hash")},
+                                          "Terrain": r["Terrain"], "Water": wrong_water(f)}) + "\n"
+                              for r, f in zip(written, train)))
     configs = (tiny_config(), TrainConfig(steps=2, batch_size=4, warmup_steps=1, checkpoint_every=100, lr=1e-3))
     study = scio_inject.screening_study(shard_dir, captions, tmp_path / "study", seed=0, noise="llm",
                                         configs=configs, drafts=drafts)
@@ -182,3 +184,9 @@ def test_screening_study_on_llm_drafts_scores_the_drafts_own_errors(tmp_path):
     assert "Water presence: none visible" in written or "Water presence: a lake" in written
     with pytest.raises(InputError, match="drafts"):
         scio_inject.screening_study(shard_dir, captions, tmp_path / "again", seed=0, noise="llm", configs=configs)
+    other = tmp_path / "other.jsonl"  # drafts of another dataset's tiles that carry the same ids
+    other.write_text("".join(json.dumps({**json.loads(line), "prompt_hash": "0" * 16}) + "\n"
+                             for line in drafts.read_text().splitlines()))
+    with pytest.raises(InputError, match="written from other facts"):
+        scio_inject.screening_study(shard_dir, captions, tmp_path / "again", seed=0, noise="llm", configs=configs,
+                                    drafts=other)

@@ -81,6 +81,13 @@ def _parse(raw: str):
         return e
 
 
+def same_prompt(a: dict, b: dict) -> bool | None:
+    """Whether two captions records of a tile were written from the same prompt (the same facts, the same prompt
+    code): None where their levels prompt differently and cannot tell (L5 prompts as L4 does, then calibrates)."""
+    level = lambda r: "L4" if r["level"] == "L5" else r["level"]  # noqa: E731
+    return a.get("prompt_hash") == b.get("prompt_hash") if level(a) == level(b) else None
+
+
 def _record(job: Job, answer, backend, level: str, seed: int) -> dict:
     facts = job.facts
     prompt = prompt_text(messages(job.levels))
