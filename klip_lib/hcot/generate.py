@@ -83,9 +83,12 @@ def _parse(raw: str):
 
 def same_prompt(a: dict, b: dict) -> bool | None:
     """Whether two captions records of a tile were written from the same prompt (the same facts, the same prompt
-    code): None where their levels prompt differently and cannot tell (L5 prompts as L4 does, then calibrates)."""
-    level = lambda r: "L4" if r["level"] == "L5" else r["level"]  # noqa: E731
-    return a.get("prompt_hash") == b.get("prompt_hash") if level(a) == level(b) else None
+    code): None where it cannot tell, as when their levels prompt differently (L5 prompts as L4 does, then
+    calibrates) or a record carries no prompt hash."""
+    level = lambda r: "L4" if r.get("level") == "L5" else r.get("level")  # noqa: E731
+    if level(a) != level(b) or not a.get("prompt_hash") or not b.get("prompt_hash"):
+        return None
+    return a["prompt_hash"] == b["prompt_hash"]
 
 
 def _record(job: Job, answer, backend, level: str, seed: int) -> dict:

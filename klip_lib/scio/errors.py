@@ -3,7 +3,8 @@
 SCIO's screener is calibrated on held-out captions in which some clauses of the count / target type / position /
 water / terrain dimensions are made wrong (`inject_errors`); the fact-checker says which clauses are false
 (`wrong_labels`). The evaluation harness (`klip_lib.scio_inject`) uses the same planting on the training corpus to
-score screening; it sits above SCIO and training, and nothing in the training path imports it.
+score screening; it sits above SCIO and training, and nothing in the training path imports it. Captions with no
+truth to compare with (an LLM's drafts) are labelled by the fact-check of each dimension's text (`dimension_wrong`).
 """
 
 from __future__ import annotations
