@@ -216,3 +216,34 @@ def test_screening_block_problems_and_lines():
     lines = scio_inject.block_lines(block, "wrong drafted clauses")
     assert lines[0].startswith("calibrated: F1 0.300 [0.200, 0.400] vs random flagging at its rate 0.100")
     assert len(lines) == 2 and "n=59 < 200 wrong drafted clauses: not evidence" in lines[1]
+
+
+def test_the_screening_bench_prints_json_alone_and_refuses_one_drafts_file_for_several_seeds(monkeypatch, capsys,
+                                                                                            tmp_path):
+    """What artifacts print while they are built goes to stderr, so `klip bench scio | jq` works."""
+    import argparse
+    import json
+
+    from klip_lib import artifacts, scio_bench
+    from klip_lib.errors import InputError
+
+    items, flags, wrong = _views()
+    metrics = screening_metrics(items, flags, wrong)
+
+    def study(*args, **kwargs):
+        print("made 328 template captions")
+        return {"released": {"scio": metrics, "random": metrics, "capfilt": metrics, "noise": {"count": 0.36},
+                             "clean": {"removed": 0.1, "removed_ci": [0.05, 0.15], "clauses": 160}}}
+
+    monkeypatch.setattr(artifacts, "ensure_shards", lambda *a: print("building shards") or tmp_path)
+    monkeypatch.setattr(artifacts, "ensure_captions", lambda *a: print("made captions") or tmp_path)
+    monkeypatch.setattr(scio_inject, "screening_study", study)
+    args = argparse.Namespace(preset="smoke", seeds=[0], run_dir=str(tmp_path), noise="expert", drafts="",
+                              llm_model="", copies=2, steps=1, strategies=["released"])
+    assert scio_bench.bench(args) == 0
+    out = capsys.readouterr()
+    printed = json.loads(out.out)
+    assert printed["seeds"]["0"]["released"]["scio"]["f1"] == metrics["all"]["f1"]
+    assert "made 328 template captions" in out.err and "building shards" in out.err
+    with pytest.raises(InputError, match="one seed"):
+        scio_bench.bench(argparse.Namespace(**{**vars(args), "noise": "llm", "drafts": "d.jsonl", "seeds": [0, 1]}))
