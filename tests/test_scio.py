@@ -184,3 +184,17 @@ def test_rounds_train_screen_and_log_on_tiny_shards(tmp_path):
     assert [row["round"] for row in log] == ["p0", "p1", "p2"] and [row["steps"] for row in log] == [2, 3, 4]
     assert all(0 <= row["flag_rate"] <= 1 for row in log)
     assert (tmp_path / "klip" / "scio_rounds.json").exists() and (tmp_path / "klip" / "p2_captions.jsonl").exists()
+
+
+def test_views_keep_a_dimensions_clauses_together():
+    """A dimension whose clauses would straddle a view boundary moves whole to the next view (its fact-check reads
+    them together); a dimension longer than a view is still split, clause by clause."""
+
+    class Words:  # one token per word
+        def tokenize(self, text):
+            return text.split()
+
+    clauses = [Clause("Terrain", "a b c", ". "), Clause("Size", "d e", "; "), Clause("Size", "f g", ". "),
+               Clause("Water", "h", ". ")]
+    assert scio.pack_views(clauses, Words(), max_tokens=2 + 6) == [[0], [1, 2, 3]]
+    assert scio.pack_views(clauses, Words(), max_tokens=2 + 3) == [[0], [1], [2, 3]]  # Size (4 words) cannot fit

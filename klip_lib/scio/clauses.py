@@ -86,16 +86,27 @@ def token_spans(tokenizer, clauses: list[Clause]) -> list[tuple[int, int]]:
 
 
 def pack_views(clauses: list[Clause], tokenizer, max_tokens: int) -> list[list[int]]:
-    """Clause indices grouped, in order, into views whose text fits `max_tokens` (with [CLS] and [SEP])."""
+    """Clause indices grouped, in order, into views whose text fits `max_tokens` (with [CLS] and [SEP]). The clauses
+    of one dimension stay in one view wherever they fit in one: a dimension is one statement, and the fact-check
+    reads its clauses together (a Size split over two views read as two sizes missing)."""
+    budget = max_tokens - 2
+    sizes = [len(tokenizer.tokenize(c.piece)) for c in clauses]
+    groups: list[list[int]] = []  # runs of clauses of one dimension (free text: one clause each)
+    for i, c in enumerate(clauses):
+        if groups and c.dim is not None and clauses[groups[-1][-1]].dim == c.dim:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    units = [u for g in groups for u in ([g] if sum(sizes[i] for i in g) <= budget else [[i] for i in g])]
     views: list[list[int]] = []
     used = 0
-    for i, c in enumerate(clauses):
-        n = len(tokenizer.tokenize(c.piece))
-        if views and used + n <= max_tokens - 2:
-            views[-1].append(i)
+    for u in units:
+        n = sum(sizes[i] for i in u)
+        if views and used + n <= budget:
+            views[-1] += u
             used += n
         else:
-            views.append([i])
+            views.append(list(u))
             used = n
     return views
 
