@@ -376,12 +376,12 @@ def block_problems(block: dict) -> list[str]:
 def block_lines(block: dict, errors: str) -> list[str]:
     """Per strategy of a screening block: its F1 beside random flagging's at its rate, with intervals, on `n_test`
     `errors`; and a line saying so when they are too few to be evidence."""
-    from .evidence import MIN_TEST_ITEMS, format_interval
+    from .evidence import MIN_TEST_ITEMS, format_interval, small_test_set
 
     f1 = lambda m: format_interval(block["models"][m]["f1"], block["ci"].get(m))  # noqa: E731
     lines = [f"{m}: F1 {f1(m)} vs random flagging at its rate {f1(f'random ({m} rate)')} on {block['n_test']} {errors}"
              for m in block["models"] if f"random ({m} rate)" in block["models"]]
-    if block["n_test"] < MIN_TEST_ITEMS:
+    if small_test_set(block):  # the evidence convention decides what is too few; the line names the errors
         lines.append(f"plumbing check, n={block['n_test']} < {MIN_TEST_ITEMS} {errors}: not evidence")
     return lines
 
