@@ -159,6 +159,30 @@ def test_fine_tuned_decoder_beats_the_majority_caption():
     assert [captioning.generate(decoder, test.images[i:i + 1], cfg)[0] for i in range(2)] == caps
 
 
+def test_caption_block_pairs_each_captioner_with_the_captions_that_see_no_image():
+    """The block names both baselines and pairs every model's CIDEr with them and with random init over the same
+    tiles; the check holds the random-init reference to beating the random training caption."""
+    train, test = caption_split(6, 0), caption_split(40, 1, first=6)
+    base = captioning.baseline_captions(train, len(test.tile_ids), seed=0)
+    assert base == captioning.baseline_captions(train, len(test.tile_ids), seed=0)  # seeded
+    assert all(c in [r[0] for r in train.records] for c in base["random caption"])
+    assert base["most common facts"] == [captioning.majority_caption(train)] * 40
+    truth = [dict(r[0]) for r in test.records]  # a perfect captioner
+    swapped = [dict(r[0]) for r in test.records[1:] + test.records[:1]]  # each tile described as the other kind
+    block = captioning.task_block({**base, "random": truth, "klip": swapped}, test, seed=0)
+    assert set(block["baselines"]) == set(captioning.BASELINES.values()) and set(block["models"]) == {"random", "klip"}
+    assert set(block["ci"]) == {*captioning.BASELINES.values(), "random", "klip"}
+    assert set(block["vs"]["klip"]) == {*captioning.BASELINES.values(), "random"}
+    assert "random" not in block["vs"]["random"]
+    assert block["vs"]["klip"]["random"]["verdict"] == "lower"
+    assert block["vs"]["klip"][captioning.BASELINES["random caption"]]["verdict"] == "lower"
+    c = captioning.checks(block)
+    assert c["beats_chance"] is True and "n=40 < 200" in c["small_test_set"]  # flagged, not asserted, at 40
+    assert captioning.checks(block, reference="klip")["beats_chance"] is False  # the other kind's words: below chance
+    assert captioning.checks(block, reference="clip-like")["beats_chance"] is None  # not scored
+    assert len(captioning.difference_lines(block)) == 2
+
+
 def test_clean_text_rejoins_word_pieces():
     assert captioning.clean_text("location : ships : top - left ; vehicles : a320 / 321") == \
         "Location: ships: top-left; vehicles: a320/321"

@@ -348,6 +348,19 @@ def generate(decoder: CaptionDecoder, images: torch.Tensor, cfg: CaptionConfig |
     return [{**dims, "text": caption_text(dims)} for dims in out]
 
 
+BASELINES = {"most common facts": "caption of the most common facts", "random caption": "random training caption"}
+"""The captions that see no image ({key in `baseline_captions`: name saved in a task block}): the trivial baseline
+and chance (a fluent caption of another scene)."""
+
+
+def baseline_captions(train: SplitData, n: int, seed: int = 0) -> dict[str, list[dict]]:
+    """The `BASELINES` captions of `n` test tiles: `most common facts` (`majority_caption`, one caption for all) and
+    `random caption` (chance: for each tile the first caption of a training tile drawn at random, seeded)."""
+    picks = np.random.default_rng(seed).integers(len(train.records), size=n)
+    return {"most common facts": [majority_caption(train)] * n,
+            "random caption": [dict(train.records[int(i)][0]) for i in picks]}
+
+
 def majority_caption(data: SplitData) -> dict:
     """The trivial baseline: each dimension's most common text over the split's captions (None counts too)."""
     dims = {d: Counter(rec.get(d) for recs in data.records for rec in recs).most_common(1)[0][0]
@@ -435,21 +448,48 @@ def fact_intervals(captions: list[dict], facts: list[dict], seed: int = 0) -> di
     return out
 
 
-def task_block(captions: dict[str, list[dict]], data: SplitData, baseline: str, baseline_name: str | None = None,
+def task_block(captions: dict[str, list[dict]], data: SplitData, baselines: dict[str, str] | None = None,
                scores: dict[str, dict] | None = None, seed: int = 0, **extra) -> dict:
     """The metrics block of captioning (headline: CIDEr of whole captions) from every model's captions and the
-    baseline's (`captions[baseline]`, saved under `baseline_name`), with `ci` (95% bootstrap interval of each
-    one's CIDEr over the test tiles, the mean of `cider_items`, document frequencies held at the whole split's)
-    and `n_test` (captioned tiles). `scores`: the `score_captions` results when already computed."""
-    from ..evidence import mean_interval
+    baselines' (`baselines`: {key in `captions`: name to save it under}, default `BASELINES`), with `ci` (95%
+    bootstrap interval of each one's CIDEr over the test tiles, the mean of `cider_items`, document frequencies
+    held at the whole split's), `vs` ({model: {baseline: paired CIDEr difference over the tiles}}, and against the
+    random-init model where one was scored) and `n_test` (captioned tiles). `scores`: the `score_captions`
+    results when already computed."""
+    from ..evidence import mean_interval, paired_difference
 
-    scores = scores or {name: score_captions(caps, data) for name, caps in captions.items()}
-    name = baseline_name or baseline
-    ci = {name if n == baseline else n: list(mean_interval(cider_items(caps, data), seed=seed))
-          for n, caps in captions.items()}
+    baselines = BASELINES if baselines is None else baselines
+    name = lambda n: baselines.get(n, n)  # noqa: E731
+    scores = scores or {n: score_captions(caps, data) for n, caps in captions.items()}
+    items = {n: cider_items(caps, data) for n, caps in captions.items()}
+    references = [*baselines, *(["random"] if "random" in captions else [])]
+    vs = {m: {name(r): paired_difference(items[m], items[r], seed=seed) for r in references if r != m}
+          for m in captions if m not in baselines}
     return {"task": "captioning", "headline": "cider", "higher_is_better": True,
-            "models": {n: s for n, s in scores.items() if n != baseline}, "baseline": {"name": name, **scores[baseline]},
-            "ci": ci, "n_test": len(data.tile_ids), "tiles": len(data.tile_ids), **extra}
+            "models": {n: s for n, s in scores.items() if n not in baselines},
+            "baselines": {name(n): s for n, s in scores.items() if n in baselines},
+            "ci": {name(n): list(mean_interval(v, seed=seed)) for n, v in items.items()}, "vs": vs,
+            "n_test": len(data.tile_ids), "tiles": len(data.tile_ids), **extra}
+
+
+def checks(block: dict, reference: str = "random", chance: str = BASELINES["random caption"]) -> dict:
+    """What notebook 10 asserts of a block: whether the no-pretraining reference (the random-init model's
+    captioner, trained on the task alone) writes captions nearer their tiles than a random training caption, by the
+    paired interval of their CIDEr difference (a decoder that learnt nothing, or the wrong order, fails it; None
+    where `reference` was not scored), and the test-set size flag. The pretrained models' differences from the
+    baselines and from random init are printed (`difference_lines`), not held to a side."""
+    from ..evidence import small_test_set
+
+    verdict = block["vs"].get(reference, {}).get(chance, {}).get("verdict")
+    return {"reference": reference, "chance": chance, "beats_chance": None if verdict is None else verdict == "higher",
+            "small_test_set": small_test_set(block)}
+
+
+def difference_lines(block: dict) -> list[str]:
+    """One line per model: its paired CIDEr difference from each baseline and from random init, with the 95%
+    interval and the verdict."""
+    return [f"{m}: " + "; ".join(f"vs {r} {d['difference']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] {d['verdict']}"
+                                 for r, d in refs.items()) for m, refs in block["vs"].items()]
 
 
 def plot_fact_accuracy(metrics: dict[str, dict], path: str | os.PathLike | None = None,
