@@ -15,6 +15,11 @@ from klip_lib import determinism, paths
 
 
 def pytest_configure(config):
+    # nbval reads a cell's iopub messages only after the cell has finished and gives up 5 s (hard-coded) after the
+    # last one; a progress bar redrawn every 0.1 s for minutes queues more widget messages than ZeroMQ keeps (1,000
+    # per socket), the cell's closing 'idle' is dropped and the cell fails "waiting for output" (notebook 10's three
+    # 300-step captioner bars did). Kernels inherit this: tqdm reads its defaults from TQDM_* variables.
+    os.environ.setdefault("TQDM_MININTERVAL", "2")
     if not os.environ.get(paths.SCRATCH_ENV):
         config._klip_scratch = os.environ[paths.SCRATCH_ENV] = tempfile.mkdtemp(prefix="klip-scratch-")
     determinism.configure()  # as `klip run` and every notebook do
