@@ -68,6 +68,29 @@ def test_itm_rerank_touches_only_the_top_k():
 
 
 # captioning ----------------------------------------------------------------------------------------
+def test_fit_check_tells_a_model_that_fits_its_pairs_from_chance(monkeypatch):
+    """fit_check ranks a seeded draw of the training tiles: a model that scores its own pairs highest is 'better'
+    than a random ranking, one scoring at random 'overlap', one scoring them lowest 'worse'."""
+    n = 300
+    train = retrieval.SplitData(images=torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1), tile_ids=[f"t{i}" for i in range(n)],
+                                facts=[{}] * n, records=[[{"text": f"tile {i}"}] for i in range(n)])
+    rng = np.random.default_rng(0)
+    kinds = {"fits": lambda k: np.eye(k), "random": lambda k: rng.random((k, k)), "reversed": lambda k: -np.eye(k)}
+
+    def fake_evaluate(model, data, cfg=None):
+        assert [int(x) for x in data.images.flatten()] == [int(t[1:]) for t in data.tile_ids]  # tiles kept whole
+        text_image = list(range(len(data.tile_ids)))
+        ranks = retrieval.query_ranks(kinds[model](len(text_image)), text_image)
+        return {"metrics": retrieval.recalls_from_ranks(ranks), "ranks": ranks, "text_image": text_image}
+
+    monkeypatch.setattr(retrieval, "evaluate_retrieval", fake_evaluate)
+    fit = retrieval.fit_check({k: k for k in kinds}, train, tiles=200, seed=1)
+    assert fit["n_test"] == 200 and fit["baseline"] == pytest.approx(16 / 3 / 200)
+    assert fit["verdict"] == {"fits": "better", "random": "overlap", "reversed": "worse"}
+    assert fit["models"]["fits"] == 1.0
+    assert retrieval.fit_check({"fits": "fits"}, train, tiles=500)["n_test"] == n  # at most the split
+
+
 def test_cider_of_references_against_themselves():
     refs = ["the terrain is a flat plain", "two ships lie in the top-left", "a river crosses the tile"]
     out = captioning.ngram_scores(refs, [[r] for r in refs])

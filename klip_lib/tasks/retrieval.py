@@ -195,6 +195,31 @@ def task_block(results: dict[str, dict], data: SplitData, baseline: dict, seed: 
             "images": len(data.tile_ids), "captions": texts, **extra}
 
 
+def subset(data: SplitData, indices) -> SplitData:
+    """The tiles of `data` at `indices`, in that order."""
+    keep = [int(i) for i in indices]
+    return SplitData(images=data.images[keep], tile_ids=[data.tile_ids[i] for i in keep],
+                     facts=[data.facts[i] for i in keep], records=[data.records[i] for i in keep])
+
+
+def fit_check(models: dict[str, KlipModel], train: SplitData, cfg: RetrievalConfig | None = None,
+              tiles: int = 200, seed: int = 0) -> dict:
+    """Retrieval among the pretraining tiles themselves (at most `tiles` of them, drawn seeded): whether each model
+    ranks the pairs it was trained on above a random ranking by its interval. A pretraining whose ITC and ITM work
+    fits them; broken losses or captions paired with the wrong images leave it at chance. It says nothing of held-out
+    tiles. Returns {"n_test", "baseline" (random ranking r_mean), "models" ({name: r_mean}), "ci", "verdict" ({name:
+    `compare_intervals` against the random ranking: better, overlap or worse})}."""
+    from ..evidence import compare_intervals
+
+    draw = np.random.default_rng(seed).permutation(len(train.tile_ids))[:tiles]
+    data = subset(train, np.sort(draw))
+    results = {n: evaluate_retrieval(m, data, cfg) for n, m in models.items()}
+    base = random_ranking_recall(len(data.tile_ids), retrieval_texts(data)[1])["r_mean"]
+    block = task_block(results, data, {"r_mean": base}, seed)
+    return {"n_test": block["n_test"], "baseline": base, "models": {n: r["metrics"]["r_mean"] for n, r in results.items()},
+            "ci": block["ci"], "verdict": {n: compare_intervals(ci, [base, base]) for n, ci in block["ci"].items()}}
+
+
 def plot_recalls(metrics: dict[str, dict], baseline: dict, path: str | os.PathLike | None = None,
                  intervals: dict[str, dict[str, list[float]]] | None = None):
     """Grouped bars of every recall per model (in %), the random-ranking baseline as the last group; error bars
