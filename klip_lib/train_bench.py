@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import statistics
 import time
 
 import torch
@@ -116,12 +117,14 @@ def bench_one(args, model_config, device: torch.device, dtype, batch_size: int, 
     warmup_seconds = time.perf_counter() - t0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    walls, cpus = [], []  # per step: a recompile inside the timed steps (a new MLM slot count) shows as one outlier
     for _ in range(args.steps):
+        t0, cpu0 = time.perf_counter(), time.process_time()
         step()
-    sync()
-    seconds = (time.perf_counter() - t0) / args.steps
-    cpu_seconds = (time.process_time() - cpu0) / args.steps
+        sync()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - cpu0)
+    seconds, cpu_seconds = statistics.median(walls), statistics.median(cpus)
     tokens = float(mask.sum())
     peak = peak_flops(device, args.peak_tflops)
     threads = torch.get_num_threads()
@@ -130,11 +133,12 @@ def bench_one(args, model_config, device: torch.device, dtype, batch_size: int, 
           f"{model_config.text_hidden}, {args.objective}")
     if compiled:
         print(f"compile time      {warmup_seconds:.1f} s (the {args.warmup} warm-up steps, compilation included)")
-    print(f"step time         {seconds * 1e3:.1f} ms over {args.steps} steps after {args.warmup} warm-up")
+    print(f"step time         {seconds * 1e3:.1f} ms, median of {args.steps} steps after {args.warmup} warm-up (mean "
+          f"{statistics.mean(walls) * 1e3:.1f}, slowest {max(walls) * 1e3:.1f}: a recompile or another process)")
     print(f"images/s          {batch_size / seconds:.1f}"
           + (f" ({batch_size / seconds / threads:.1f} per core, {threads} threads)" if device.type == "cpu" else ""))
     if device.type == "cpu":  # CPU time is what the step cost this process; wall time also counts other processes
-        print(f"CPU time/step     {cpu_seconds * 1e3:.1f} ms, all threads ({batch_size / cpu_seconds:.1f} images per "
+        print(f"CPU time/step     {cpu_seconds * 1e3:.1f} ms median, all threads ({batch_size / cpu_seconds:.1f} images per "
               "CPU-second)")
     print(f"tokens/s          {tokens / seconds:.0f}")
     print(f"FLOPs/step        {flops / 1e12:.3f} TFLOP (torch.utils.flop_counter)")
