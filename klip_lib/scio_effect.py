@@ -151,14 +151,14 @@ def score_retrieval(models: dict, test, cfg: EffectConfig, seed: int) -> tuple[d
 def score_captioning(models: dict, train, test, cfg: EffectConfig, seed: int) -> tuple[dict, dict]:
     """(task block with the most-common-facts and random captions as baselines, paired CIDEr differences over tiles
     {reference: {arm: difference}})."""
-    from .tasks import captioning
+    from .tasks import caption_scores, captioning
 
     ccfg = captioning.CaptionConfig(steps=cfg.caption_steps, seed=seed)
-    captions = captioning.baseline_captions(train, len(test.tile_ids), seed)
+    captions = caption_scores.baseline_captions(train, len(test.tile_ids), seed)
     for n, m in models.items():
         captions[n] = captioning.generate(captioning.fine_tune(m, train, ccfg, progress=False), test.images, ccfg)
-    block = captioning.task_block(captions, test, seed=seed, steps=cfg.caption_steps)
-    per_tile = {n: captioning.cider_items(captions[n], test) for n in models}
+    per_tile = {n: caption_scores.cider_items(c, test) for n, c in captions.items()}
+    block = caption_scores.task_block(captions, test, seed=seed, items=per_tile, steps=cfg.caption_steps)
     return block, nest({(a, b): paired_difference(per_tile[a], per_tile[b], seed=seed) for a, b in comparisons(models)})
 
 

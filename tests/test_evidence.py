@@ -9,7 +9,7 @@ import torch
 from klip_tiny import tiny_model
 
 from klip_lib import evidence, report, viz
-from klip_lib.tasks import captioning, classification, detection, retrieval, segmentation, vqa
+from klip_lib.tasks import caption_scores, classification, detection, retrieval, segmentation, vqa
 from klip_lib.tasks.protocol import verdict
 
 
@@ -115,9 +115,9 @@ def test_per_caption_cider_averages_to_the_corpus_cider():
                                records=[[{"text": r[0]}] for r in refs])
     caps = [{"text": "the terrain is a plain"}, {"text": "ships in the top-left"}, {"text": "a lake"},
             {"text": "urban blocks and roads"}]
-    items = captioning.cider_items(caps, data)
+    items = caption_scores.cider_items(caps, data)
     assert items.shape == (4,)
-    assert items.mean() == pytest.approx(captioning.ngram_scores([c["text"] for c in caps], refs)["cider"])
+    assert items.mean() == pytest.approx(caption_scores.ngram_scores([c["text"] for c in caps], refs)["cider"])
 
 
 def test_classification_items_average_to_each_accuracy():

@@ -195,6 +195,14 @@ def task_block(results: dict[str, dict], data: SplitData, baseline: dict, seed: 
             "images": len(data.tile_ids), "captions": texts, **extra}
 
 
+def versus_random(ci: dict[str, list[float]], random_r_mean: float) -> dict[str, str]:
+    """Each model's r_mean interval against a random ranking's r_mean: 'better', 'overlap' or 'worse'
+    (`evidence.compare_intervals`)."""
+    from ..evidence import compare_intervals
+
+    return {n: compare_intervals(c, [random_r_mean, random_r_mean]) for n, c in ci.items()}
+
+
 def subset(data: SplitData, indices) -> SplitData:
     """The tiles of `data` at `indices`, in that order."""
     keep = [int(i) for i in indices]
@@ -208,16 +216,14 @@ def fit_check(models: dict[str, KlipModel], train: SplitData, cfg: RetrievalConf
     ranks the pairs it was trained on above a random ranking by its interval. A pretraining whose ITC and ITM work
     fits them; broken losses or captions paired with the wrong images leave it at chance. It says nothing of held-out
     tiles. Returns {"n_test", "baseline" (random ranking r_mean), "models" ({name: r_mean}), "ci", "verdict" ({name:
-    `compare_intervals` against the random ranking: better, overlap or worse})}."""
-    from ..evidence import compare_intervals
-
+    `versus_random`)}."""
     draw = np.random.default_rng(seed).permutation(len(train.tile_ids))[:tiles]
     data = subset(train, np.sort(draw))
     results = {n: evaluate_retrieval(m, data, cfg) for n, m in models.items()}
     base = random_ranking_recall(len(data.tile_ids), retrieval_texts(data)[1])["r_mean"]
     block = task_block(results, data, {"r_mean": base}, seed)
     return {"n_test": block["n_test"], "baseline": base, "models": {n: r["metrics"]["r_mean"] for n, r in results.items()},
-            "ci": block["ci"], "verdict": {n: compare_intervals(ci, [base, base]) for n, ci in block["ci"].items()}}
+            "ci": block["ci"], "verdict": versus_random(block["ci"], base)}
 
 
 def plot_recalls(metrics: dict[str, dict], baseline: dict, path: str | os.PathLike | None = None,
