@@ -1,5 +1,6 @@
 """`klip bench TOPIC`: benchmarks that print their figures (never asserted by timed tests): throughput of data,
-captioning and pretraining; SCIO's screening study over seeds; SCIO's downstream effect (scio-effect)."""
+captioning and pretraining; SCIO's screening study over seeds; SCIO's downstream effect (scio-effect); what a
+finished run measured, against its hour (study)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ TOPICS: dict[str, str] = {
     "pretrain": "klip_lib.train_bench",
     "scio": "klip_lib.scio_bench",
     "scio-effect": "klip_lib.scio_effect_bench",
+    "study": "klip_lib.study_bench",
 }
 
 

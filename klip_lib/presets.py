@@ -41,9 +41,10 @@ PRESETS: dict[str, dict[str, dict]] = {
         "train": {"steps": 150, "batch_size": 32, "lr": 1e-3, "warmup_steps": 15, "checkpoint_every": 50},
         "notebooks": {
             "05_scio": {"copies": 2,  # about 500 training tiles: over 500 planted errors, tile clusters 16x smoke's
-                        # SCIO's downstream effect: arms at the preset's steps; captioning (5 arms x 300 steps took
-                        # 730 s here) left to `klip bench scio-effect --tasks captioning`
-                        "effect_steps": 0, "effect_tasks": "retrieval,vqa", "effect_vqa_steps": 300},
+                        # SCIO's downstream effect (five arms pretrained at the preset's steps, about 70 minutes
+                        # here) does not fit the hour: `klip bench scio-effect --preset study --run-dir RUN` measures
+                        # it on the run's data (reports/README.md)
+                        "effect_tasks": ""},
             "06_eval_classification": {"models": ALL_MODELS, "acd_train_per_class": 100, "finetune_epochs": 10,
                                        "finetune_lr": 1e-3},  # from scratch: 10 warm-up + cosine epochs leave chance
             "07_eval_detection": {"models": ALL_MODELS},

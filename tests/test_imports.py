@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("tasks", "scio_inject", "scio_effect"),  # evaluation (the SCIO harness and its downstream arms)
     ("report", "environment", "maps", "map_explorer", "offline", "ledger", "task_pages"),  # reports, maps, checks
     ("artifacts",),  # orchestration: the cached steps
-    ("runner", "cli", "bench", "scio_bench", "scio_effect_bench"),  # commands
+    ("runner", "cli", "bench", "scio_bench", "scio_effect_bench", "study_bench"),  # commands
 ]
 
 
