@@ -56,6 +56,19 @@ class RunRecord:
     seconds: float = 0.0
 
 
+def read_record(run_dir: Path) -> RunRecord | None:
+    """The record `run` wrote as `run_dir/run.json` (None where there is none); a file that is not one raises
+    RunError naming it."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text())
+        return RunRecord(**{**raw, "notebooks": [NotebookResult(**r) for r in raw.get("notebooks", [])]})
+    except (json.JSONDecodeError, TypeError, AttributeError) as e:
+        raise RunError(f"{path}: not a run record of `klip run` ({e}): remove it or pass another run folder") from e
+
+
 def discover(folder: Path = paths.NOTEBOOKS) -> dict[str, Path]:
     """The project's notebooks by number, in order."""
     found = {}
@@ -243,11 +256,9 @@ def run(preset: str = "smoke", seed: int = 0, only: list[str] | None = None, sta
     prepare_run_dir(run_dir)
 
     record = RunRecord(name=name, preset=preset, seed=seed, started=dt.datetime.now().isoformat(timespec="seconds"))
-    previous = run_dir / "run.json"
-    if previous.exists():  # re-running some notebooks into an existing run keeps the others' rows
-        old = json.loads(previous.read_text())
-        record.notebooks = [NotebookResult(**r) for r in old.get("notebooks", [])
-                            if r["name"] not in {nb.stem for nb in chosen}]
+    previous = read_record(run_dir)
+    if previous:  # re-running some notebooks into an existing run keeps the others' rows
+        record.notebooks = [r for r in previous.notebooks if r.name not in {nb.stem for nb in chosen}]
     t_run = time.perf_counter()
     failed = None
     for i, nb in enumerate(chosen, 1):

@@ -6,7 +6,6 @@ intervals, the strongest other baseline), then one line per test set too small t
 from __future__ import annotations
 
 import argparse
-import json
 
 from .errors import UserError
 from .paths import run_path
@@ -23,16 +22,18 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def notebook_times(run_dir) -> list[dict]:
-    """One row per notebook of the run's run.json: number, name, status, minutes."""
-    path = run_path(run_dir, "run.json", create=False)
-    if not path.is_file():
-        raise StudyBenchError(f"{path}: no run.json here: pass the folder `klip run` wrote (reports/<name>)")
+    """One row per notebook of the run's record (`runner.read_record`): number, name, status, seconds."""
+    from .runner import RunError, read_record
+
     try:
-        notebooks = json.loads(path.read_text())["notebooks"]
-    except (json.JSONDecodeError, KeyError) as e:
-        raise StudyBenchError(f"{path}: not a run record of `klip run` ({e})") from e
-    return [{"notebook": nb["name"], "status": nb["status"], "minutes": round(nb["seconds"] / 60, 1)}
-            for nb in notebooks]
+        record = read_record(run_dir)
+    except RunError as e:
+        raise StudyBenchError(str(e)) from e
+    if record is None:
+        raise StudyBenchError(f"{run_path(run_dir, 'run.json', create=False)}: no run.json here: pass the folder "
+                              "`klip run` wrote (reports/<name>)")
+    return [{"number": nb.number, "notebook": nb.name, "status": nb.status, "seconds": nb.seconds}
+            for nb in record.notebooks]
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -42,10 +43,11 @@ def bench(args: argparse.Namespace) -> int:
     from .runner import discover
 
     times = pd.DataFrame(notebook_times(args.run_dir))
-    total = times["minutes"].sum()
-    missing = [nb.stem for number, nb in discover().items() if number not in {n[:2] for n in times["notebook"]}]
+    total = times["seconds"].sum() / 60
+    missing = [nb.stem for number, nb in discover().items() if number not in set(times["number"])]
     print(f"## {args.run_dir}: wall time per notebook\n")
-    print(times.to_markdown(index=False))
+    print(times.assign(minutes=(times["seconds"] / 60).round(1))[["notebook", "status", "minutes"]]
+          .to_markdown(index=False))
     unfinished = list(times.loc[times["status"] != "ok", "notebook"]) + missing
     if unfinished:
         print(f"\n{total:.1f} min so far; not run or not finished: {', '.join(unfinished)}")

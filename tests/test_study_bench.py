@@ -14,7 +14,8 @@ def fake_run(folder, seconds: dict[str, float]):
     """A run folder as `klip run` leaves it: run.json with each notebook's time, one metrics file with two blocks."""
     notebooks = [{"name": nb.stem, "number": n, "seconds": seconds.get(n, 0.0), "status": "ok"}
                  for n, nb in runner.discover().items() if n in seconds]
-    (folder / "run.json").write_text(json.dumps({"name": folder.name, "notebooks": notebooks}))
+    (folder / "run.json").write_text(json.dumps({"name": folder.name, "preset": "study", "seed": 0,
+                                                 "started": "2026-12-03T18:40:00", "notebooks": notebooks}))
     block = lambda ci, n: {"task": "t", "headline": "m", "n_test": n, "ci": ci,  # noqa: E731
                            "models": {k: {"m": sum(v) / 2} for k, v in ci.items()}}
     (folder / "metrics").mkdir()
