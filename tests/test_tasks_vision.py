@@ -73,6 +73,38 @@ def test_chip_window_centres_the_target_and_pads_with_nan():
     assert np.isnan(w[:, 0, 0]).all() and w[0, 6, 6] == bands[0, 1, 2]
 
 
+def test_fixed_scale_pads_small_and_crops_large_chips_at_their_own_spacing():
+    small = np.ones((1, 3, 5), np.float32)
+    out = rd.fixed_scale(small, 7)
+    assert out.shape == (1, 7, 7) and np.nansum(out) == 15 and np.isnan(out[0, 0]).all()
+    assert out[0, 2:5, 1:6].tolist() == small[0].tolist()  # centred, pixels untouched
+    large = np.arange(100, dtype=np.float32).reshape(1, 10, 10)
+    assert rd.fixed_scale(large, 4)[0].tolist() == large[0, 3:7, 3:7].tolist()
+    assert rd.fixed_scale(large, 0) is large
+
+
+def test_fixed_scale_keeps_size_as_a_cue_that_resizing_removes(tmp_path):
+    """Two classes that differ only in the size of a bright square: resized whole, every chip is the same image;
+    at one scale the larger square covers more of the model image."""
+    for name, side in (("small", 8), ("large", 16)):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            a = np.full((side * 3 // 2, side * 3 // 2), 20, np.uint8)  # the square and a border of a quarter
+            a[side // 4:-(side // 4), side // 4:-(side // 4)] = 200
+            Image.fromarray(a).save(tmp_path / name / f"{i}.png")
+    split = rd.stratified_split(tmp_path, tmp_path / "split.json")
+    stretched = rd.load_class_chips(tmp_path, split, image_size=16)
+    scaled = rd.load_class_chips(tmp_path, split, image_size=16, chip_side=24)
+    from klip_lib.data.dataset import DB_MEAN, DB_STD
+
+    mid = (36.0 - DB_MEAN) / DB_STD  # between the border (20 log10 20 = 26 dB) and the square (46 dB)
+    bright = lambda c, k: int((c.images[c.labels == k, 0][0] > mid).sum())  # noqa: E731  (classes: large, small)
+    assert bright(stretched, 0) == bright(stretched, 1)
+    assert bright(scaled, 0) > 3 * bright(scaled, 1)
+    with pytest.raises(rd.RealDataError, match="chip_side must be 0"):
+        rd.load_class_chips(tmp_path, split, image_size=16, chip_side=-1)
+
+
 # bad input ---------------------------------------------------------------------------------------
 def _chip_folder(root, classes=("A", "B"), n=4):
     for c in classes:
@@ -165,6 +197,11 @@ def test_simulated_blocks_use_ground_truth_tiles_only(tmp_path):
     assert chips.names == ["sim#0"] and chips.split == ["train"]
     boxes = det.sim_detection_set(tmp_path / "index.parquet", 32)
     assert {n.split("@")[0] for n in boxes.names} == {"sim"} and boxes.n_boxes() == {"train": 1, "test": 0}
+    zoomed = det.sim_detection_set(tmp_path / "index.parquet", 32, zoom=2)  # 16 px windows upsampled twice
+    assert len(zoomed.names) == 4 * len(boxes.names) and zoomed.images.shape[-1] == 32
+    assert zoomed.boxes[zoomed.names.index("sim@16,16")].tolist() == [[8.0, 8.0, 28.0, 20.0]]
+    with pytest.raises(ValueError, match="whole divisor"):
+        det.sim_detection_set(tmp_path / "index.parquet", 32, zoom=3)
     pq.write_table(pa.Table.from_pylist(rows[1:]), tmp_path / "index.parquet")
     assert simulated_tiles(tmp_path / "index.parquet") == 0
     assert no_ground_truth(tmp_path / "index.parquet", "simulated detection").endswith(
@@ -351,13 +388,19 @@ def test_classification_baselines_and_blocks(tmp_path):
     assert probe_block["ci"]["raw-pixel probe"] == [1.0, 1.0] and "chance" not in probe_block["ci"]
     tuned = cls.finetune_block(results, base, chips, aug, tune)
     assert list(tuned["models"]) == ["tiny"] and "supervised (scratch)" in tuned["baselines"]
+    cnn = base["supervised CNN (scratch)"]  # the protocol's own check, trained like the ViT reference
+    assert cnn["architecture"] == cls.REFERENCE_CNN and cnn["augment"] == aug["choice"]
+    assert len(cnn["items"]) == chips.split.count("test") and cnn["curve"]["epoch"] == [1, 2]
+    assert len(tuned["ci"]["supervised CNN (scratch)"]) == 2
+    assert "supervised CNN (scratch)" not in cls.classification_baselines(chips, model.visual, (0,), probe, tune,
+                                                                        ("none",), cnn=None)[0]
     assert tuned["augmentation"]["choice"] == aug["choice"] and tuned["headline"] == "finetune_accuracy"
     check = cls.checks(probe_block, "raw-pixel probe")
     assert check["beats_chance"] and "plumbing check, n=20" in check["small_test_set"]
     path = cls.save_classification_curves(results, base, aug, tmp_path / "curves" / "acd")
     assert path.is_file() and path.with_suffix(".png").is_file()
     import json
-    assert "supervised (scratch, none)" in json.loads(path.read_text())
+    assert {"supervised (scratch, none)", "supervised CNN (scratch)"} <= set(json.loads(path.read_text()))
 
 
 def test_segmentation_baselines_pixel_linear_learns_dark_water():

@@ -199,6 +199,19 @@ def finetune(visual: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test_i
     return _predict(net, test_images), curve
 
 
+REFERENCE_CNN = "resnet10t"  # timm's smallest ResNet: the convolutional supervised reference
+
+
+def reference_cnn(in_chans: int, seed: int, arch: str = REFERENCE_CNN) -> nn.Module:
+    """A randomly initialised timm CNN (pooled features, no head; `num_features` wide) for `in_chans` channels:
+    the supervised reference with the inductive bias small labelled sets need, trained with the same protocol
+    as the ViTs, so that a ViT reference below it says "this encoder at this data size", not "a broken protocol"."""
+    import timm
+
+    torch.manual_seed(seed)
+    return timm.create_model(arch, pretrained=False, num_classes=0, in_chans=in_chans)
+
+
 def raw_pixels(images: torch.Tensor) -> torch.Tensor:
     """The raw-pixel baseline's features: every normalised dB pixel of every channel, flattened."""
     return images.flatten(1)
@@ -253,14 +266,16 @@ def evaluate_classification(models: dict, chips: Chips, seeds: tuple[int, ...] =
 
 def classification_baselines(chips: Chips, scratch: nn.Module, seeds: tuple[int, ...] = (0, 1, 2),
                              probe: ProbeConfig | None = None, tune: FinetuneConfig | None = None,
-                             augmentations: tuple[str, ...] = ("none", "flips")) -> tuple[dict, dict]:
+                             augmentations: tuple[str, ...] = ("none", "flips"),
+                             cnn: str | None = REFERENCE_CNN) -> tuple[dict, dict]:
     """The baselines of a classification split, each {"accuracy", "items" (per test chip), ...}:
     `chance` (1 / classes, no items), `majority class` (the most frequent training class for every chip),
-    `raw-pixel probe` (the linear probe of `linear_probe` on `raw_pixels`, mean over `seeds`) and
+    `raw-pixel probe` (the linear probe of `linear_probe` on `raw_pixels`, mean over `seeds`),
     `supervised (scratch)`: the random-init encoder `scratch` (the preset's architecture) fine-tuned end to end
-    with the models' protocol. Its augmentation is chosen on the validation split among `augmentations`
-    (`protocol.choose_augmentation`, the first wins ties); returns (baselines, {"choice", "validation",
-    "curves"}), and the models' fine-tuning should use the choice."""
+    with the models' protocol, and `supervised CNN (scratch)`: the timm CNN `cnn` (`reference_cnn`; None: left
+    out) trained with the same protocol and augmentation. The augmentation is chosen on the validation split
+    among `augmentations` by the `scratch` reference (`protocol.choose_augmentation`, the first wins ties);
+    returns (baselines, {"choice", "validation", "curves"}), and the models' fine-tuning should use the choice."""
     probe, tune = probe or ProbeConfig(), tune or FinetuneConfig()
     (train_x, train_y), (test_x, test_y) = chips.part("train"), chips.part("test")
     groups = [g for g, s in zip(chip_groups(chips), chips.split) if s == "train"]
@@ -276,6 +291,11 @@ def classification_baselines(chips: Chips, scratch: nn.Module, seeds: tuple[int,
 
     choice, record = choose_augmentation(run, augmentations)
     sup = (runs[choice][0] == test_y).double().numpy()
+    if cnn:
+        cfg = FinetuneConfig(**{**tune.__dict__, "augment": choice})
+        cnn_preds, cnn_curve = finetune(reference_cnn(train_x.shape[1], seeds[0], cnn), (train_x, train_y), test_x, n,
+                                        cfg, seeds[0], groups)
+        cnn_items = (cnn_preds == test_y).double().numpy()
     raw_items = torch.stack([p == test_y for p in raw]).double().mean(0).numpy()
     raw_acc = [float((p == test_y).double().mean()) for p in raw]
     out = {"chance": {"accuracy": 1 / n},
@@ -286,6 +306,9 @@ def classification_baselines(chips: Chips, scratch: nn.Module, seeds: tuple[int,
                                "items": raw_items},
            "supervised (scratch)": {"accuracy": float(sup.mean()), "items": sup, "augment": choice,
                                     "curve": runs[choice][1]}}
+    if cnn:
+        out["supervised CNN (scratch)"] = {"accuracy": float(cnn_items.mean()), "items": cnn_items, "augment": choice,
+                                           "architecture": cnn, "curve": cnn_curve}
     return out, {"choice": choice, **record}
 
 
@@ -347,6 +370,8 @@ def save_classification_curves(results: dict, baselines: dict, augmentation: dic
     curves = {f"{m} probe": r["curves"]["probe"] for m, r in results.items()}
     curves.update({f"{m} fine-tune": r["curves"]["finetune"] for m, r in results.items() if r["curves"]["finetune"]})
     curves.update({f"supervised (scratch, {k})": c for k, c in augmentation["curves"].items()})
+    if "supervised CNN (scratch)" in baselines:
+        curves["supervised CNN (scratch)"] = baselines["supervised CNN (scratch)"]["curve"]
     return save_curves(curves, path, "learning curves (validation accuracy)", "validation accuracy")
 
 

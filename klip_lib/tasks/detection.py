@@ -71,25 +71,29 @@ def _windows(height: int, width: int, size: int) -> list[tuple[int, int, int, in
     return [(c, r, size, size) for r in starts(height) for c in starts(width)]
 
 
-def _cut(db: np.ndarray, pols: list[str], boxes, labels, size: int, channels: int):
-    """(image, boxes, labels) of every window of one image at its own pixel spacing."""
+def _cut(db: np.ndarray, pols: list[str], boxes, labels, size: int, channels: int, zoom: int = 1):
+    """(image, boxes, labels) of every window of one image: windows of `size // zoom` px at the image's own pixel
+    spacing, each upsampled `zoom` times to `size` px (boxes alike)."""
     from ..data.dataset import to_model_image
 
-    out = []
-    for win in _windows(db.shape[1], db.shape[2], size):
+    if zoom < 1 or size % zoom:
+        raise ValueError(f"detection zoom must be a whole divisor of the window size {size}, got {zoom}")
+    side, out = size // zoom, []
+    for win in _windows(db.shape[1], db.shape[2], side):
         c, r, w, h = win
-        patch = np.full((db.shape[0], size, size), np.nan, np.float32)
+        patch = np.full((db.shape[0], side, side), np.nan, np.float32)
         part = db[:, r:r + h, c:c + w]
         patch[:, :part.shape[1], :part.shape[2]] = part
         b, lab = crop_boxes(boxes, labels, win)
-        out.append((to_model_image(patch, pols, channels, size), torch.from_numpy(b), torch.from_numpy(lab), win))
+        out.append((to_model_image(patch, pols, channels, size), torch.from_numpy(b * zoom), torch.from_numpy(lab), win))
     return out
 
 
 def sim_detection_set(index_path: str | os.PathLike, size: int, channels: int = 2,
-                      classes: tuple[str, ...] = SIM_DETECTION_CLASSES) -> DetectionSet:
+                      classes: tuple[str, ...] = SIM_DETECTION_CLASSES, zoom: int = 1) -> DetectionSet:
     """Windows of `size` px cut from every tile with ground truth, boxes of the targets of `classes`; split
-    "train" from train-city tiles, "test" from the held-out val and test cities."""
+    "train" from train-city tiles, "test" from the held-out val and test cities. `zoom` > 1 cuts windows of
+    `size // zoom` px and upsamples them, so that targets of a few pixels span more than a feature-map cell."""
     import pyarrow.parquet as pq
 
     from ..data.dataset import load_facts
@@ -109,7 +113,7 @@ def sim_detection_set(index_path: str | os.PathLike, size: int, channels: int = 
         bands, meta = read_tile(index_path.parent / row["path"])
         split = "train" if row["split"] == "train" else "test"
         items += [(*w[:3], split, f"{row['tile_id']}@{w[3][0]},{w[3][1]}")
-                  for w in _cut(bands, meta.polarizations, boxes, labels, size, channels)]
+                  for w in _cut(bands, meta.polarizations, boxes, labels, size, channels, zoom)]
     return _collect(items, classes, index_path)
 
 

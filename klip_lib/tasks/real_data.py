@@ -19,7 +19,7 @@ import torch
 
 from ..data.dataset import to_model_image
 from ..errors import UserError
-from .classification import Chips
+from .classification import Chips, chip_window
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 SAR_ACD_POLS = ["HH"]  # Gaofen-3 1 m HH chips (README of the samples)
@@ -90,10 +90,24 @@ def stratified_split(folder: str | os.PathLike, out_path: str | os.PathLike, tes
     return splits
 
 
+def fixed_scale(db: np.ndarray, side: int) -> np.ndarray:
+    """A chip [C, H, W] centre-padded (NaN, no data) or centre-cropped to `side` x `side` px at its own pixel
+    spacing: every chip then shares one ground sampling distance after resizing, so a target's size in metres, a
+    class cue in SAR (an A330 is larger than an ARJ21), survives. `side` 0: the chip unchanged (resizing then
+    stretches each chip to the model's size on its own, aspect and scale lost)."""
+    if side <= 0:
+        return db
+    h, w = db.shape[1:]
+    return chip_window(db, [(w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2], 1.0, side)
+
+
 def load_class_chips(folder: str | os.PathLike, splits: dict, image_size: int, channels: int = 2,
-                     max_per_class: int | None = None, pols: list[str] = SAR_ACD_POLS) -> Chips:
+                     max_per_class: int | None = None, pols: list[str] = SAR_ACD_POLS, chip_side: int = 0) -> Chips:
     """The chips of a split (`stratified_split`) as model images; the first `max_per_class` files of each class
-    and split are kept (all when None); unreadable files are skipped with their reason."""
+    and split are kept (all when None); unreadable files are skipped with their reason. `chip_side` > 0 brings
+    every chip to that many pixels at its own spacing first (`fixed_scale`), a larger chip cropped at its centre."""
+    if chip_side < 0:
+        raise RealDataError(f"{folder}: chip_side must be 0 (resize each chip) or a side in pixels, got {chip_side}")
     folder = Path(folder)
     classes = sorted(splits["train"])
     images, labels, split, files, skipped = [], [], [], [], []
@@ -105,7 +119,7 @@ def load_class_chips(folder: str | os.PathLike, splits: dict, image_size: int, c
                 except RealDataError as e:
                     skipped.append((str(folder / rel), str(e)))
                     continue
-                images.append(to_model_image(db, pols, channels, image_size))
+                images.append(to_model_image(fixed_scale(db, chip_side), pols, channels, image_size))
                 labels.append(k)
                 split.append(part)
                 files.append(rel)
