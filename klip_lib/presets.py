@@ -29,7 +29,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         "train": {"steps": 100, "batch_size": 16, "lr": 2e-3, "warmup_steps": 10, "checkpoint_every": 50},
     },
     "study": {  # issue 17: large enough for effects to show (test sets of 400+ tiles, a model that learns), the whole
-        # `klip run` sized for an hour on 2 CPU cores (measured: 41 minutes, reports/README.md); the smoke model, 16x the
+        # `klip run` sized for an hour on 2 CPU cores (measured: 46 minutes, reports/README.md); the smoke model, 16x the
         # pretraining tiles, 1.5x the steps at twice the batch, every pretrained model scored, longer fine-tuning
         "data": {"n_tiles": 768, "tile_size": 128, "image_size": 64, "eval_tiles": 400},
         "model": {

@@ -9,6 +9,7 @@ the held-out val and test cities for scoring.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,17 +286,12 @@ def classification_baselines(chips: Chips, scratch: nn.Module, seeds: tuple[int,
     runs = {}
 
     def run(kind: str) -> dict:
-        cfg = FinetuneConfig(**{**tune.__dict__, "augment": kind})
-        runs[kind] = finetune(scratch, (train_x, train_y), test_x, n, cfg, seeds[0], groups)
+        runs[kind] = finetune(scratch, (train_x, train_y), test_x, n, dataclasses.replace(tune, augment=kind), seeds[0],
+                              groups)
         return runs[kind][1]
 
     choice, record = choose_augmentation(run, augmentations)
     sup = (runs[choice][0] == test_y).double().numpy()
-    if cnn:
-        cfg = FinetuneConfig(**{**tune.__dict__, "augment": choice})
-        cnn_preds, cnn_curve = finetune(reference_cnn(train_x.shape[1], seeds[0], cnn), (train_x, train_y), test_x, n,
-                                        cfg, seeds[0], groups)
-        cnn_items = (cnn_preds == test_y).double().numpy()
     raw_items = torch.stack([p == test_y for p in raw]).double().mean(0).numpy()
     raw_acc = [float((p == test_y).double().mean()) for p in raw]
     out = {"chance": {"accuracy": 1 / n},
@@ -307,8 +303,11 @@ def classification_baselines(chips: Chips, scratch: nn.Module, seeds: tuple[int,
            "supervised (scratch)": {"accuracy": float(sup.mean()), "items": sup, "augment": choice,
                                     "curve": runs[choice][1]}}
     if cnn:
-        out["supervised CNN (scratch)"] = {"accuracy": float(cnn_items.mean()), "items": cnn_items, "augment": choice,
-                                           "architecture": cnn, "curve": cnn_curve}
+        preds, curve = finetune(reference_cnn(train_x.shape[1], seeds[0], cnn), (train_x, train_y), test_x, n,
+                                dataclasses.replace(tune, augment=choice), seeds[0], groups)
+        items = (preds == test_y).double().numpy()
+        out["supervised CNN (scratch)"] = {"accuracy": float(items.mean()), "items": items, "augment": choice,
+                                           "architecture": cnn, "curve": curve}
     return out, {"choice": choice, **record}
 
 
@@ -405,8 +404,6 @@ def evaluate_split(name: str, models: dict, chips: Chips, scratch: nn.Module, se
     every model with the chosen augmentation, and two blocks: `classification/<name>` (frozen features, linear
     probe) and `classification/<name>_finetune`; the learning curves go to `curves_path` (json + png).
     Returns (blocks, results)."""
-    import dataclasses
-
     base, aug = classification_baselines(chips, scratch, seeds, probe, tune, augmentations)
     tune = dataclasses.replace(tune, augment=aug["choice"])
     results = evaluate_classification(models, chips, seeds, probe, tune)

@@ -76,8 +76,6 @@ def _cut(db: np.ndarray, pols: list[str], boxes, labels, size: int, channels: in
     spacing, each upsampled `zoom` times to `size` px (boxes alike)."""
     from ..data.dataset import to_model_image
 
-    if zoom < 1 or size % zoom:
-        raise ValueError(f"detection zoom must be a whole divisor of the window size {size}, got {zoom}")
     side, out = size // zoom, []
     for win in _windows(db.shape[1], db.shape[2], side):
         c, r, w, h = win
@@ -100,6 +98,8 @@ def sim_detection_set(index_path: str | os.PathLike, size: int, channels: int = 
     from ..data.geotiff import read_tile
     from ..data.truth import is_ground_truth
 
+    if zoom < 1 or size % zoom:
+        raise ValueError(f"detection zoom must be a whole divisor of the window size {size}, got {zoom}")
     index_path = Path(index_path)
     rows = pq.read_table(index_path, columns=["tile_id", "path", "split", "facts_path"]).to_pylist()
     items = []
